@@ -1,0 +1,25 @@
+# Mirrors CI. `make test` is what CI runs (through .ci/run).
+CARGO ?= cargo
+
+.PHONY: test test-deps fmt lint bench fuzz run
+
+## Install what the end-to-end tests talk to, then run every test.
+test: test-deps
+	$(CARGO) test --workspace --all-targets
+
+## rsyslog and nginx (Debian packages), the MCP and OpenAI Python SDKs.
+test-deps:
+	scripts/install-test-deps
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench:
+	$(CARGO) bench --workspace
+
+## The embedded default: generated certificates, built-in policies.
+run:
+	$(CARGO) run --release -- webhook

@@ -1,0 +1,3 @@
+//! Live cluster state over the Kubernetes API (kube-rs): the namespace
+//! reflector, self-managed certificate Secrets under a Lease, cluster-held
+//! policies, and background audit with PolicyReports.

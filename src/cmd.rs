@@ -1,0 +1,9 @@
+//! One module per subcommand: its arguments and the call into a library.
+
+pub mod audit;
+pub mod certs;
+pub mod check;
+pub mod sidecar;
+pub mod test;
+pub mod verify;
+pub mod webhook;

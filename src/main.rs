@@ -1,0 +1,57 @@
+//! `tollgate`: one CLI for the admission webhook, the action sidecar, offline
+//! checks and the audit trail. Parses arguments and dispatches; the work is
+//! done by the library crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Tollgate: the enforcement layer for AI agents on Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the validating and mutating admission webhook over HTTPS.
+    Webhook(cmd::webhook::Args),
+    /// Run the agent action proxy beside an agent container.
+    Sidecar(cmd::sidecar::Args),
+    /// Evaluate manifests offline, as the webhook would.
+    Check(cmd::check::Args),
+    /// Run Gatekeeper `suite.yaml` test suites.
+    Verify(cmd::verify::Args),
+    /// Run Rego unit tests (`test_*` rules), like `opa test`.
+    Test(cmd::test::Args),
+    /// Issue certificates.
+    #[command(subcommand)]
+    Certs(cmd::certs::Command),
+    /// Inspect and verify the audit journal.
+    #[command(subcommand)]
+    Audit(cmd::audit::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Webhook(args) => cmd::webhook::run(args),
+        Command::Sidecar(args) => cmd::sidecar::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+        Command::Test(args) => cmd::test::run(args),
+        Command::Certs(command) => cmd::certs::run(command),
+        Command::Audit(command) => cmd::audit::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
