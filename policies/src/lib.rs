@@ -7,9 +7,11 @@
 //! [`verdict::Verdict`]s back, which keeps it trivial to test and to fuzz.
 
 pub mod error;
+pub mod gatekeeper;
 pub mod level;
 pub mod namespace;
 pub mod pss;
+pub mod rego;
 pub mod verdict;
 pub mod workload;
 
