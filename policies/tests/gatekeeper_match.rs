@@ -7,6 +7,14 @@
 //! always fires, a constraint carrying the case's match block, and a review
 //! of the object; the constraint applied exactly when a violation comes back.
 
+// Test helpers may unwrap: a panic here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 use std::path::Path;
 
 use serde_json::{Value, json};
