@@ -18,6 +18,8 @@
 //!   single step (`numbers.range`) are capped, `test.sleep` and network
 //!   builtins are refused, and recursive functions — which would overflow the
 //!   interpreter's stack — are rejected at compile time, as OPA does.
+//! - **Rego v0 rules with several bodies** (`p[x] { a } { b }`), which
+//!   regorus rejects for set rules, are rewritten to one rule per body.
 //! - **OPA builtins regorus lacks** (the deprecated v0 ones such as
 //!   `re_match`, `set_diff`, `any`, `all`, `cast_*`) and Gatekeeper's
 //!   `external_data`, as extension builtins registered on every engine.
@@ -27,6 +29,7 @@
 mod analysis;
 mod builtins;
 mod error;
+mod rewrite;
 mod source;
 pub mod testing;
 mod value;
@@ -187,8 +190,15 @@ impl Program {
         engine.set_strict_builtin_errors(false);
         engine.set_gather_prints(true);
         for module in &modules {
-            engine.set_rego_v0(module.version == RegoVersion::V0);
-            if let Err(err) = engine.add_policy(module.name.clone(), module.source.clone()) {
+            let v0 = module.version == RegoVersion::V0;
+            engine.set_rego_v0(v0);
+            // Rego v0 rules with several bodies, which regorus rejects for
+            // set rules, become one rule per body (see `rewrite`).
+            let source = v0
+                .then(|| rewrite::split_multi_body_rules(&module.source))
+                .flatten()
+                .unwrap_or_else(|| module.source.clone());
+            if let Err(err) = engine.add_policy(module.name.clone(), source) {
                 return Err(error::from_regorus(err, &modules, "parse"));
             }
         }

@@ -3,8 +3,10 @@
 //! regorus looks extensions up before its own builtins, which lets this
 //! module both fill gaps and bound dangerous calls:
 //!
+//! - `regex.match` and OPA's deprecated `re_match`, with a per-engine pattern
+//!   cache (no process-wide lock on the request path);
 //! - OPA's deprecated v0 builtins that regorus does not implement and that
-//!   older Gatekeeper policies still call: `re_match`, `set_diff`, `any`,
+//!   older Gatekeeper policies still call: `set_diff`, `any`,
 //!   `all`, `cast_array`, `cast_set`, `cast_string`, `cast_boolean`,
 //!   `cast_null`, `cast_object`, `net.cidr_overlap`;
 //! - Gatekeeper's `external_data`, which answers with an error response (no
@@ -145,26 +147,31 @@ fn external_data_response(request: &Value) -> Value {
 
 /// Registers every extension on `engine`.
 pub(crate) fn register(engine: &mut regorus::Engine, limits: &Limits) -> anyhow::Result<()> {
-    let mut patterns: HashMap<String, regex::Regex> = HashMap::new();
-    engine.add_extension(
-        "re_match".to_owned(),
-        2,
-        Box::new(move |args: Vec<Value>| {
-            let pattern = string_arg("re_match", &args, 0)?;
-            let text = string_arg("re_match", &args, 1)?;
-            if !patterns.contains_key(pattern) {
-                let re = regex::RegexBuilder::new(pattern)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .build()?;
-                if patterns.len() >= REGEX_CACHE {
-                    patterns.clear();
+    // `re_match` (OPA's deprecated name) and `regex.match` share one
+    // implementation with a per-engine pattern cache: each worker keeps its
+    // own, so matching takes no lock (regorus's own cache is process-wide).
+    for name in ["re_match", "regex.match"] {
+        let mut patterns: HashMap<String, regex::Regex> = HashMap::new();
+        engine.add_extension(
+            name.to_owned(),
+            2,
+            Box::new(move |args: Vec<Value>| {
+                let pattern = string_arg(name, &args, 0)?;
+                let text = string_arg(name, &args, 1)?;
+                if !patterns.contains_key(pattern) {
+                    let re = regex::RegexBuilder::new(pattern)
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .build()?;
+                    if patterns.len() >= REGEX_CACHE {
+                        patterns.clear();
+                    }
+                    patterns.insert(pattern.to_owned(), re);
                 }
-                patterns.insert(pattern.to_owned(), re);
-            }
-            let matched = patterns.get(pattern).is_some_and(|re| re.is_match(text));
-            Ok(Value::from(matched))
-        }),
-    )?;
+                let matched = patterns.get(pattern).is_some_and(|re| re.is_match(text));
+                Ok(Value::from(matched))
+            }),
+        )?;
+    }
     engine.add_extension(
         "set_diff".to_owned(),
         2,

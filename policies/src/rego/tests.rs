@@ -298,3 +298,44 @@ fn queries_and_module_metadata() {
         .unwrap();
     assert_eq!(v, vec![Value::from(true)]);
 }
+
+#[test]
+fn v0_rules_with_several_bodies_hold_when_any_body_does() {
+    let p = program(
+        "package x\n\nviolation[{\"msg\": m}] {\n  input.a\n  m := \"a\"\n} {\n  input.b\n  m := \"b\"\n}\n\nkind(o) = k {\n  o.x\n  k := \"x\"\n} {\n  o.y\n  k := \"y\"\n}\n\nk = kind(input)\n",
+        RegoVersion::V0,
+    );
+    let v = p
+        .eval_rule(
+            "data.x.violation",
+            &input(json!({"a": true, "b": true})),
+            None,
+        )
+        .unwrap();
+    assert_eq!(v.to_json(), json!([{"msg": "a"}, {"msg": "b"}]));
+    let v = p
+        .eval_rule("data.x.violation", &input(json!({"b": true})), None)
+        .unwrap();
+    assert_eq!(v.to_json(), json!([{"msg": "b"}]));
+    assert_eq!(
+        p.eval_rule("data.x.k", &input(json!({"y": 1})), None)
+            .unwrap()
+            .to_json(),
+        json!("y")
+    );
+    // Errors after the rewritten lines keep their positions.
+    let located = |src: &str| {
+        Program::compile(
+            vec![Module::new("m.rego", src, RegoVersion::V0)],
+            Limits::default(),
+        )
+        .unwrap_err()
+        .location()
+        .cloned()
+        .unwrap()
+    };
+    assert_eq!(
+        located("package x\np[1] { true } { true }\nq {\n  x := [1,\n}\n"),
+        located("package x\np[1] { true }\nq {\n  x := [1,\n}\n"),
+    );
+}

@@ -1,0 +1,252 @@
+//! A source pre-processing step for Rego v0 that regorus needs.
+//!
+//! In Rego v0 a rule may list several bodies after one head —
+//! `violation[{"msg": m}] { a } { b }` — meaning one rule per body (the rule
+//! holds when any body does). regorus accepts that for complete rules and
+//! functions but rejects it for partial set rules ("else cannot be used with
+//! set rules"), and Gatekeeper policies use it. This step rewrites every
+//! additional body into its own rule by repeating the head in front of it,
+//! on the same line, so line numbers in errors stay exact:
+//!
+//! ```text
+//! violation[{"msg": m}] { a } { b }   =>   violation[{"msg": m}] { a } violation[{"msg": m}] { b }
+//! ```
+//!
+//! `else` chains are left alone. The scan understands strings, raw strings,
+//! comments and bracket nesting, so braces inside them never count.
+
+/// What the scanner is looking at, at nesting depth 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading a rule head (or a statement without a body).
+    Head,
+    /// Inside a body opened at depth 0.
+    Body,
+    /// Just after a body closed.
+    AfterBody,
+    /// After `else`: the next depth-0 body belongs to the same rule.
+    Else,
+}
+
+/// Lexemes after which a `{` is a value (object or set), not a body.
+fn is_operator(lexeme: &str) -> bool {
+    matches!(
+        lexeme,
+        "=" | ":="
+            | "=="
+            | "!="
+            | "<"
+            | ">"
+            | "<="
+            | ">="
+            | "+"
+            | "-"
+            | "*"
+            | "/"
+            | "%"
+            | "&"
+            | "|"
+            | ","
+            | ":"
+            | "in"
+            | "contains"
+            | "("
+            | "["
+    )
+}
+
+/// Scans one lexeme starting at `i`; returns its end. Strings and comments
+/// are single lexemes.
+fn lexeme_end(bytes: &[u8], i: usize) -> usize {
+    let Some(&c) = bytes.get(i) else {
+        return i;
+    };
+    match c {
+        b'"' => {
+            let mut j = i + 1;
+            while let Some(&b) = bytes.get(j) {
+                j += 1;
+                match b {
+                    b'\\' => j += 1,
+                    b'"' | b'\n' => break,
+                    _ => {}
+                }
+            }
+            j.min(bytes.len())
+        }
+        b'`' => {
+            let mut j = i + 1;
+            while let Some(&b) = bytes.get(j) {
+                j += 1;
+                if b == b'`' {
+                    break;
+                }
+            }
+            j
+        }
+        b'#' => {
+            let mut j = i;
+            while bytes.get(j).is_some_and(|&b| b != b'\n') {
+                j += 1;
+            }
+            j
+        }
+        c if c.is_ascii_alphanumeric() || c == b'_' => {
+            let mut j = i;
+            while bytes
+                .get(j)
+                .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            {
+                j += 1;
+            }
+            j
+        }
+        b':' | b'=' | b'!' | b'<' | b'>' if bytes.get(i + 1) == Some(&b'=') => i + 2,
+        _ => {
+            // One character (UTF-8 continuation bytes stay attached).
+            let mut j = i + 1;
+            while bytes.get(j).is_some_and(|b| (b & 0xC0) == 0x80) {
+                j += 1;
+            }
+            j
+        }
+    }
+}
+
+/// Rewrites additional rule bodies into separate rules; `None` when the
+/// source has none.
+pub(crate) fn split_multi_body_rules(src: &str) -> Option<String> {
+    let bytes = src.as_bytes();
+    let mut depth: usize = 0;
+    let mut state = State::Head;
+    let mut stmt_start: Option<usize> = None;
+    let mut head: Option<(usize, usize)> = None;
+    let mut previous: &str = "";
+    let mut newline_since_previous = true;
+    let mut inserts: Vec<(usize, (usize, usize))> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let Some(&c) = bytes.get(i) else { break };
+        if c == b'\n' {
+            newline_since_previous = true;
+            i += 1;
+            continue;
+        }
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        let end = lexeme_end(bytes, i).max(i + 1);
+        let lexeme = src.get(i..end).unwrap_or("");
+        if lexeme.starts_with('#') {
+            i = end;
+            continue;
+        }
+        if depth == 0 {
+            match state {
+                State::AfterBody if lexeme == "{" => {
+                    if let Some(h) = head {
+                        inserts.push((i, h));
+                    }
+                    state = State::Body;
+                }
+                State::AfterBody if lexeme == "else" => state = State::Else,
+                State::AfterBody => {
+                    stmt_start = Some(i);
+                    head = None;
+                    state = State::Head;
+                }
+                State::Else if lexeme == "{" && !is_operator(previous) => state = State::Body,
+                State::Head => {
+                    let starts_statement = stmt_start.is_none()
+                        || (newline_since_previous
+                            && !is_operator(previous)
+                            && lexeme
+                                .bytes()
+                                .next()
+                                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_'));
+                    if starts_statement && lexeme != "{" {
+                        stmt_start = Some(i);
+                    }
+                    if lexeme == "{" && !is_operator(previous) {
+                        if let Some(start) = stmt_start {
+                            let head_end =
+                                src.get(start..i).map_or(i, |h| start + h.trim_end().len());
+                            head = Some((start, head_end));
+                        }
+                        state = State::Body;
+                    }
+                }
+                _ => {}
+            }
+        }
+        match lexeme {
+            "(" | "[" | "{" => depth += 1,
+            ")" | "]" | "}" => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 && lexeme == "}" && state == State::Body {
+                    state = State::AfterBody;
+                }
+            }
+            _ => {}
+        }
+        previous = lexeme;
+        newline_since_previous = false;
+        i = end;
+    }
+    if inserts.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(src.len() + inserts.len() * 32);
+    let mut copied = 0;
+    for (at, (start, end)) in inserts {
+        out.push_str(src.get(copied..at)?);
+        out.push_str(src.get(start..end)?);
+        out.push(' ');
+        copied = at;
+    }
+    out.push_str(src.get(copied..)?);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_multi_body_rules as split;
+
+    #[test]
+    fn repeats_the_head_before_each_extra_body() {
+        let src = "package x\n\nviolation[{\"msg\": m}] {\n  m := \"a\"\n} {\n  m := \"b\"\n}\n";
+        let out = split(src).unwrap();
+        assert_eq!(
+            out,
+            "package x\n\nviolation[{\"msg\": m}] {\n  m := \"a\"\n} violation[{\"msg\": m}] {\n  m := \"b\"\n}\n"
+        );
+        assert_eq!(out.lines().count(), src.lines().count());
+    }
+
+    #[test]
+    fn functions_with_values_and_three_bodies() {
+        let src = "f(o) = s {\n  o.kind == \"Pod\"\n  s := 1\n} {\n  s := 2\n} {\n  s := 3\n}\n";
+        let out = split(src).unwrap();
+        assert_eq!(out.matches("f(o) = s {").count(), 3, "{out}");
+    }
+
+    #[test]
+    fn leaves_else_chains_values_and_single_bodies_alone() {
+        for src in [
+            "package x\np = 1 { false } else = 2 { true }\n",
+            "package x\np = {\"a\": 1} { true }\nq := {1, 2}\nr { x := {\"k\": \"}\"} }\n",
+            "package x\n# { not a body } {\ns[v] { v := \"{ } {\" }\nt { `raw { }` }\n",
+            "package x\nimport future.keywords.if\nimport future.keywords.contains\nv contains {\"m\": 1} if { true }\n",
+        ] {
+            assert_eq!(split(src), None, "{src}");
+        }
+    }
+
+    #[test]
+    fn heads_after_bodiless_statements_are_found() {
+        let src = "package x\nlimit := 3\ndefault allow = false\nd[m] { m := 1 } { m := 2 }\n";
+        let out = split(src).unwrap();
+        assert!(out.contains("d[m] { m := 1 } d[m] { m := 2 }"), "{out}");
+    }
+}
