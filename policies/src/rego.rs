@@ -18,8 +18,9 @@
 //!   single step (`numbers.range`) are capped, `test.sleep` and network
 //!   builtins are refused, and recursive functions — which would overflow the
 //!   interpreter's stack — are rejected at compile time, as OPA does.
-//! - **Rego v0 rules with several bodies** (`p[x] { a } { b }`), which
-//!   regorus rejects for set rules, are rewritten to one rule per body.
+//! - **Source pre-processing** for what regorus reads differently from OPA:
+//!   Rego v0 rules with several bodies (`p[x] { a } { b }`) become one rule
+//!   per body, and a line starting with `(` starts a new expression.
 //! - **OPA builtins regorus lacks** (the deprecated v0 ones such as
 //!   `re_match`, `set_diff`, `any`, `all`, `cast_*`) and Gatekeeper's
 //!   `external_data`, as extension builtins registered on every engine.
@@ -31,6 +32,7 @@ mod builtins;
 mod error;
 mod rewrite;
 mod source;
+mod sprintf;
 pub mod testing;
 mod value;
 mod worker;
@@ -192,12 +194,10 @@ impl Program {
         for module in &modules {
             let v0 = module.version == RegoVersion::V0;
             engine.set_rego_v0(v0);
-            // Rego v0 rules with several bodies, which regorus rejects for
-            // set rules, become one rule per body (see `rewrite`).
-            let source = v0
-                .then(|| rewrite::split_multi_body_rules(&module.source))
-                .flatten()
-                .unwrap_or_else(|| module.source.clone());
+            // Constructs OPA accepts and regorus misreads are rewritten
+            // first, keeping every line in place (see `rewrite`).
+            let source =
+                rewrite::preprocess(&module.source, v0).unwrap_or_else(|| module.source.clone());
             if let Err(err) = engine.add_policy(module.name.clone(), source) {
                 return Err(error::from_regorus(err, &modules, "parse"));
             }

@@ -3,6 +3,8 @@
 //! regorus looks extensions up before its own builtins, which lets this
 //! module both fill gaps and bound dangerous calls:
 //!
+//! - `sprintf` with Go's `fmt.Sprintf` semantics, as OPA has it (a missing
+//!   or extra argument is printed, not an error; widths are bounded);
 //! - `regex.match` and OPA's deprecated `re_match`, with a per-engine pattern
 //!   cache (no process-wide lock on the request path);
 //! - OPA's deprecated v0 builtins that regorus does not implement and that
@@ -172,6 +174,21 @@ pub(crate) fn register(engine: &mut regorus::Engine, limits: &Limits) -> anyhow:
             }),
         )?;
     }
+    engine.add_extension(
+        "sprintf".to_owned(),
+        2,
+        Box::new(|args: Vec<Value>| {
+            let format = string_arg("sprintf", &args, 0)?;
+            let values = match arg(&args, 1)? {
+                Value::Array(a) => a.iter().cloned().collect::<Vec<_>>(),
+                other => bail!(
+                    "sprintf: operand 2 must be an array, got {}",
+                    type_name(other)
+                ),
+            };
+            Ok(Value::from(super::sprintf::sprintf(format, &values)))
+        }),
+    )?;
     engine.add_extension(
         "set_diff".to_owned(),
         2,

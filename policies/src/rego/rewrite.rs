@@ -1,6 +1,18 @@
-//! A source pre-processing step for Rego v0 that regorus needs.
+//! Source pre-processing steps for Rego that regorus needs. Both keep every
+//! line where it was, so error locations stay exact.
 //!
-//! In Rego v0 a rule may list several bodies after one head —
+//! **A line starting with `(`** ends the previous expression in OPA: in
+//!
+//! ```text
+//! input.parameters.minimumReplicaSpread
+//! (hpa.spec.maxReplicas - hpa.spec.minReplicas) >= 2
+//! ```
+//!
+//! the first line is an expression of its own. regorus reads it as a call
+//! `input.parameters.minimumReplicaSpread(...)`. The step inserts the `;`
+//! separator OPA implies at the end of the first line.
+//!
+//! **Several bodies after one head** (Rego v0): in Rego v0 a rule may list several bodies after one head —
 //! `violation[{"msg": m}] { a } { b }` — meaning one rule per body (the rule
 //! holds when any body does). regorus accepts that for complete rules and
 //! functions but rejects it for partial set rules ("else cannot be used with
@@ -113,6 +125,100 @@ fn lexeme_end(bytes: &[u8], i: usize) -> usize {
     }
 }
 
+/// Keywords after which a `(` on the next line still continues the
+/// expression.
+fn continues_expression(lexeme: &str) -> bool {
+    matches!(
+        lexeme,
+        "not"
+            | "some"
+            | "every"
+            | "with"
+            | "as"
+            | "in"
+            | "contains"
+            | "if"
+            | "else"
+            | "default"
+            | "import"
+            | "package"
+    ) || is_operator(lexeme)
+        || matches!(lexeme, "{" | ";" | "." | "!")
+}
+
+/// Inserts `;` at the end of a line when the next line starts with `(` and
+/// the line ended with a complete term, inside a body, comprehension or
+/// other brackets; `None` when nothing changes.
+fn separate_lines_starting_with_paren(src: &str) -> Option<String> {
+    let bytes = src.as_bytes();
+    let mut depth: usize = 0;
+    let mut previous = "";
+    let mut previous_end = 0;
+    let mut newline_since_previous = false;
+    let mut inserts: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let Some(&c) = bytes.get(i) else { break };
+        if c == b'\n' {
+            newline_since_previous = true;
+            i += 1;
+            continue;
+        }
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        let end = lexeme_end(bytes, i).max(i + 1);
+        let lexeme = src.get(i..end).unwrap_or("");
+        if lexeme.starts_with('#') {
+            i = end;
+            continue;
+        }
+        if lexeme == "("
+            && depth > 0
+            && newline_since_previous
+            && !previous.is_empty()
+            && previous != "}"
+            && !continues_expression(previous)
+        {
+            inserts.push(previous_end);
+        }
+        match lexeme {
+            "(" | "[" | "{" => depth += 1,
+            ")" | "]" | "}" => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = lexeme;
+        previous_end = end;
+        newline_since_previous = false;
+        i = end;
+    }
+    if inserts.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(src.len() + inserts.len());
+    let mut copied = 0;
+    for at in inserts {
+        out.push_str(src.get(copied..at)?);
+        out.push(';');
+        copied = at;
+    }
+    out.push_str(src.get(copied..)?);
+    Some(out)
+}
+
+/// Applies every step (the multi-body split only to Rego v0); `None` when
+/// the source needs no change.
+pub(crate) fn preprocess(src: &str, v0: bool) -> Option<String> {
+    let split = if v0 {
+        split_multi_body_rules(src)
+    } else {
+        None
+    };
+    let text = split.as_deref().unwrap_or(src);
+    separate_lines_starting_with_paren(text).or(split)
+}
+
 /// Rewrites additional rule bodies into separate rules; `None` when the
 /// source has none.
 pub(crate) fn split_multi_body_rules(src: &str) -> Option<String> {
@@ -211,7 +317,24 @@ pub(crate) fn split_multi_body_rules(src: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_multi_body_rules as split;
+    use super::{preprocess, split_multi_body_rules as split};
+
+    #[test]
+    fn a_line_starting_with_a_paren_is_a_new_expression() {
+        let src = "package x\np {\n  input.a\n  (input.b - 1) >= 2\n}\n";
+        assert_eq!(
+            preprocess(src, true).unwrap(),
+            "package x\np {\n  input.a;\n  (input.b - 1) >= 2\n}\n"
+        );
+        for unchanged in [
+            "package x\np {\n  x := f(\n    1)\n}\n",
+            "package x\np {\n  x := 1 +\n  (2)\n}\n",
+            "package x\np {\n  not\n  (input.a)\n}\n",
+            "package x\np { f(1) }\n",
+        ] {
+            assert_eq!(preprocess(unchanged, true), None, "{unchanged}");
+        }
+    }
 
     #[test]
     fn repeats_the_head_before_each_extra_body() {

@@ -339,3 +339,23 @@ fn v0_rules_with_several_bodies_hold_when_any_body_does() {
         located("package x\np[1] { true }\nq {\n  x := [1,\n}\n"),
     );
 }
+
+#[test]
+fn a_line_starting_with_a_paren_is_its_own_expression() {
+    let src = "package x\n\nspread_ok(s) {\n  input.min_spread\n  (s.max - s.min) >= input.min_spread\n}\n\nok { spread_ok(input.s) }\n";
+    for version in [RegoVersion::V0, RegoVersion::V1] {
+        let src = if version == RegoVersion::V1 {
+            src.replace("(s) {", "(s) if {").replace("ok {", "ok if {")
+        } else {
+            src.to_owned()
+        };
+        let p = program(&src, version);
+        let ok = |doc| p.eval_rule("data.x.ok", &input(doc), None).unwrap();
+        assert_eq!(
+            ok(json!({"min_spread": 2, "s": {"min": 1, "max": 4}})).as_bool(),
+            Some(true)
+        );
+        assert!(ok(json!({"min_spread": 2, "s": {"min": 1, "max": 2}})).is_undefined());
+        assert!(ok(json!({"s": {"min": 1, "max": 4}})).is_undefined());
+    }
+}
