@@ -30,21 +30,24 @@ impl Review {
     /// that for `DELETE` the `object` is set to the `oldObject`, as
     /// Gatekeeper does.
     pub fn from_admission_request(request: &Value) -> Result<Self, GatekeeperError> {
-        let mut request = request.as_object().cloned().ok_or_else(|| {
+        let map = request.as_object().ok_or_else(|| {
             GatekeeperError::InvalidReview("the request must be an object".into())
         })?;
-        let operation = request
-            .get("operation")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        if operation == "DELETE"
-            && nonempty(request.get("object")).is_none()
-            && let Some(old) = request.get("oldObject").cloned()
-        {
-            request.insert("object".to_owned(), old);
-        }
-        let gvk = request.get("kind");
+        let operation = map.get("operation").and_then(Value::as_str).unwrap_or("");
+        // DELETE requests carry only the old object; Gatekeeper reviews it as
+        // the object. Only then is the request copied; otherwise it is
+        // converted as it is.
+        let patched = (operation == "DELETE" && nonempty(map.get("object")).is_none())
+            .then(|| map.get("oldObject").cloned())
+            .flatten()
+            .map(|old| {
+                let mut copy = map.clone();
+                copy.insert("object".to_owned(), old);
+                Value::Object(copy)
+            });
+        let document = patched.as_ref().unwrap_or(request);
+        let map = document.as_object().unwrap_or(map);
+        let gvk = map.get("kind");
         let group = gvk
             .and_then(|k| k.get("group"))
             .and_then(Value::as_str)
@@ -57,7 +60,7 @@ impl Review {
             .to_owned();
         let objects: Vec<ObjectInfo> = ["object", "oldObject"]
             .iter()
-            .filter_map(|k| nonempty(request.get(*k)))
+            .filter_map(|k| nonempty(map.get(*k)))
             .map(|o| ObjectInfo::of(o, Some((&group, &kind))))
             .collect();
         if objects.is_empty() {
@@ -65,20 +68,19 @@ impl Review {
                 "the request has neither an object nor an oldObject".into(),
             ));
         }
-        let namespace = request
+        let namespace = map
             .get("namespace")
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
             .map(str::to_owned);
-        let name = request
+        let name = map
             .get("name")
             .and_then(Value::as_str)
             .map(str::to_owned)
             .or_else(|| objects.first().map(|o| o.name.clone()))
             .unwrap_or_default();
-        let document = Value::Object(request);
         Ok(Review {
-            input: rego::Value::from_json(&document)
+            input: rego::Value::from_json(document)
                 .map_err(|e| GatekeeperError::InvalidReview(e.to_string()))?,
             objects,
             namespace,
