@@ -192,6 +192,29 @@ impl Program {
         engine.set_strict_builtin_errors(false);
         engine.set_gather_prints(true);
         for module in &modules {
+            if let Some(offset) = rewrite::too_deep(&module.source) {
+                let before = module.source.get(..offset).unwrap_or("");
+                let line = u32::try_from(before.matches('\n').count() + 1).unwrap_or(u32::MAX);
+                let column =
+                    u32::try_from(before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1)
+                        .unwrap_or(u32::MAX);
+                let location = match &module.origin {
+                    Some(origin) => origin.translate(line, column),
+                    None => Location {
+                        file: module.name.clone(),
+                        line,
+                        column,
+                    },
+                };
+                return Err(RegoError::Parse {
+                    location,
+                    message: format!(
+                        "brackets nested more than {} levels deep; flatten the expression \
+                         (deeper nesting would take the parser exponential time)",
+                        rewrite::MAX_BRACKET_DEPTH
+                    ),
+                });
+            }
             let v0 = module.version == RegoVersion::V0;
             engine.set_rego_v0(v0);
             // Constructs OPA accepts and regorus misreads are rewritten

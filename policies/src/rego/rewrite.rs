@@ -207,6 +207,40 @@ fn separate_lines_starting_with_paren(src: &str) -> Option<String> {
     Some(out)
 }
 
+/// The deepest `[`/`{` nesting accepted. regorus parses nested array and
+/// object literals and comprehensions in time exponential in their depth
+/// (depth 16 takes seconds, depth 20 minutes), so deeper sources are refused
+/// before parsing. Real policies stay far below this.
+pub(crate) const MAX_BRACKET_DEPTH: usize = 12;
+
+/// The byte offset of the first `[` or `{` nested deeper than
+/// [`MAX_BRACKET_DEPTH`], if any.
+pub(crate) fn too_deep(src: &str) -> Option<usize> {
+    let bytes = src.as_bytes();
+    let mut depth: usize = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let Some(&c) = bytes.get(i) else { break };
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        let end = lexeme_end(bytes, i).max(i + 1);
+        match c {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_BRACKET_DEPTH {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i = end;
+    }
+    None
+}
+
 /// Applies every step (the multi-body split only to Rego v0); `None` when
 /// the source needs no change.
 pub(crate) fn preprocess(src: &str, v0: bool) -> Option<String> {
@@ -318,6 +352,20 @@ pub(crate) fn split_multi_body_rules(src: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::{preprocess, split_multi_body_rules as split};
+
+    #[test]
+    fn deep_nesting_is_found_outside_strings() {
+        let deep = format!("package x\np = {}1{}\n", "[".repeat(13), "]".repeat(13));
+        assert_eq!(super::too_deep(&deep), Some(26));
+        let ok = format!("package x\np = {}1{}\n", "[".repeat(12), "]".repeat(12));
+        assert_eq!(super::too_deep(&ok), None);
+        let quoted = format!(
+            "package x\np = \"{}\"\n# {}\n",
+            "[".repeat(40),
+            "{".repeat(40)
+        );
+        assert_eq!(super::too_deep(&quoted), None);
+    }
 
     #[test]
     fn a_line_starting_with_a_paren_is_a_new_expression() {

@@ -359,3 +359,24 @@ fn a_line_starting_with_a_paren_is_its_own_expression() {
         assert!(ok(json!({"s": {"min": 1, "max": 4}})).is_undefined());
     }
 }
+
+#[test]
+fn deeply_nested_literals_are_refused_quickly() {
+    let src = format!(
+        "package x\np = {}1{}\n",
+        "[{\"a\": ".repeat(10),
+        "}]".repeat(10)
+    );
+    let started = Instant::now();
+    let err = Program::compile(
+        vec![Module::new("deep.rego", src, RegoVersion::V0)],
+        Limits::default(),
+    )
+    .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(err.to_string().starts_with("deep.rego:2:"), "{err}");
+    assert!(
+        err.to_string().contains("nested more than 12 levels"),
+        "{err}"
+    );
+}
