@@ -5,6 +5,7 @@
 use super::pod::{PodView, Report};
 use super::{host, kernel, privilege, profiles, users, volumes};
 use crate::Level;
+use crate::level::LATEST_MINOR;
 
 /// Evaluates one revision of a check against a pod, reporting violations.
 pub(crate) type EvalFn = fn(&PodView<'_>, &mut Report<'_>);
@@ -45,6 +46,22 @@ impl Check {
     /// The first minor version the check exists at.
     pub fn since(&self) -> u16 {
         self.revisions.first().map_or(u16::MAX, |r| r.since)
+    }
+
+    /// Each revision with the inclusive range of minor versions it governs
+    /// (`(19, 24, r)` for v1.19 to v1.24); the last one runs to
+    /// [`LATEST_MINOR`].
+    pub fn version_ranges(&self) -> impl Iterator<Item = (u16, u16, &Revision)> {
+        let ends = self
+            .revisions
+            .iter()
+            .skip(1)
+            .map(|next| next.since.saturating_sub(1))
+            .chain(std::iter::once(LATEST_MINOR));
+        self.revisions
+            .iter()
+            .zip(ends)
+            .map(|(r, end)| (r.since, end, r))
     }
 }
 

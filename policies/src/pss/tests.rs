@@ -86,6 +86,14 @@ fn registry_is_well_formed() {
         }
     }
     assert_eq!(ids.len(), 19);
+    let seccomp = registry()
+        .iter()
+        .find(|c| c.id == "seccompProfile_restricted")
+        .unwrap();
+    let ranges: Vec<(u16, u16)> = seccomp.version_ranges().map(|(a, b, _)| (a, b)).collect();
+    assert_eq!(ranges, [(19, 24), (25, LATEST_MINOR)]);
+    assert_eq!(seccomp.since(), 19);
+    assert!(seccomp.revision_at(18).is_none());
 }
 
 #[test]
