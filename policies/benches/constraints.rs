@@ -255,10 +255,13 @@ fn micros(d: Duration) -> f64 {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; under `cargo test` the same binary
+    // runs as a quick smoke test of the setup.
+    let benching = std::env::args().any(|a| a == "--bench");
     let iterations = std::env::var("BENCH_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or(if benching { 2000 } else { 20 });
     let options = LoadOptions::default();
     let matched = ConstraintSet::load(&files(true), options).expect("load 50 constraints");
     let unmatched = ConstraintSet::load(&files(false), options).expect("load unmatched");
