@@ -8,9 +8,11 @@
 
 pub mod defaults;
 pub mod error;
+pub mod gatekeeper;
 pub mod level;
 pub mod namespace;
 pub mod pss;
+pub mod rego;
 pub mod verdict;
 pub mod workload;
 
