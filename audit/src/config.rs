@@ -257,10 +257,10 @@ impl AuditConfig {
                 "must be at least 4KiB",
             ));
         }
-        if self.segment.max_bytes.0 < j.max_record_bytes.0 {
+        if self.segment.max_bytes.0 < 4096 {
             return Err(ConfigError::new(
                 "audit.segment.maxBytes",
-                "must be at least audit.journal.maxRecordBytes",
+                "must be at least 4KiB",
             ));
         }
         if self.segment.max_age.0.is_zero() {

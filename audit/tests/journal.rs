@@ -2,6 +2,14 @@
 //! rotation, compression, recovery from torn tails, refusal to write over
 //! damage, write failures, the bounded spool and retention.
 
+// Helpers of this test file may panic: a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod support;
 
 use std::collections::HashSet;

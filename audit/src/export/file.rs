@@ -11,7 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -70,11 +70,22 @@ fn numbered(path: &Path, n: u32) -> PathBuf {
 
 impl Target {
     fn open(&mut self) -> io::Result<()> {
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.path)?;
-        let ino = file.metadata()?.ino();
+        let meta = file.metadata()?;
+        // A line torn by a crash mid-write is terminated, so the next
+        // event starts on a line of its own (it was resent anyway).
+        if meta.len() > 0 {
+            let mut last = [0u8; 1];
+            file.read_exact_at(&mut last, meta.len() - 1)?;
+            if last != [b'\n'] {
+                file.write_all(b"\n")?;
+            }
+        }
+        let ino = meta.ino();
         crate::journal::segment::sync_dir(dir_of(&self.path))?;
         self.file = Some((file, ino));
         Ok(())

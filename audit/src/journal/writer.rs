@@ -155,6 +155,7 @@ impl Writer {
         runtime.block_on(async move {
             let window = self.shared.config.journal.group_commit_window.0;
             let max = self.shared.config.journal.max_batch_records.max(1);
+            let mut errors = ErrorLog::default();
             loop {
                 let deadline = self.next_deadline();
                 let first = tokio::select! {
@@ -193,7 +194,7 @@ impl Writer {
                 match self.commit(batch) {
                     Ok(true) => return,
                     Ok(false) => {}
-                    Err(e) => tracing::error!("audit journal write failed: {e}"),
+                    Err(e) => errors.report(&e),
                 }
             }
         });
@@ -520,6 +521,32 @@ impl Writer {
             offset,
         });
         let _ = self.maintenance.send(Message::Wake);
+    }
+}
+
+/// Logs write failures without flooding: the first at once, then at
+/// most one line per second with the number of failures in between.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ErrorLog {
+    fn report(&mut self, error: &str) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::error!(
+            failed_batches_since_last_report = self.suppressed,
+            "audit journal write failed; producers of the batch were refused: {error}"
+        );
+        self.last = Some(Instant::now());
+        self.suppressed = 0;
     }
 }
 

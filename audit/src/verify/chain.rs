@@ -315,7 +315,8 @@ impl Chain {
                         Some(seq),
                         id.clone(),
                         format!(
-                            "records {}..{} are missing before this record: deleted",
+                            "record {seq} found where record {} was expected: records {}..{} are missing here (deleted or moved)",
+                            head_seq + 1,
                             head_seq + 1,
                             seq - 1
                         ),

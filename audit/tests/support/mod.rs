@@ -8,6 +8,8 @@
     clippy::panic
 )]
 
+pub mod stubs;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
