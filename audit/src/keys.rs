@@ -91,13 +91,19 @@ impl SigningKey {
                 ));
             }
         };
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
-            .map_err(|e| key_error(path, format!("not an Ed25519 PKCS#8 key: {e}")))?;
+        SigningKey::from_pkcs8(&der, path)
+    }
+
+    /// A key from PKCS#8 DER bytes (v1 or v2); `origin` names where they
+    /// came from, in errors.
+    pub fn from_pkcs8(der: &[u8], origin: &Path) -> Result<SigningKey, Error> {
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+            .map_err(|e| key_error(origin, format!("not an Ed25519 PKCS#8 key: {e}")))?;
         let id = key_id(pair.public_key().as_ref());
         Ok(SigningKey {
             pair,
             id,
-            path: path.to_owned(),
+            path: origin.to_owned(),
         })
     }
 

@@ -462,11 +462,12 @@ pub(crate) fn describe(e: &RecordError) -> String {
     }
 }
 
-/// Verifies raw segment bytes as the first segment of a journal (the fuzz
-/// target's entry point): never panics, whatever the bytes.
-pub fn verify_bytes(bytes: &[u8], keys: Vec<VerifyingKey>) -> Report {
+/// Verifies raw segment bytes as the only segment of a journal, named for
+/// record `first_seq` (the fuzz targets' entry point): never panics,
+/// whatever the bytes.
+pub fn verify_bytes(bytes: &[u8], first_seq: u64, keys: Vec<VerifyingKey>) -> Report {
     let mut chain = Chain::new(keys, false);
-    chain.begin_segment(0, "segment", 1, false);
+    chain.begin_segment(0, "segment", first_seq, false);
     let mut lines = Lines::new(bytes, 0);
     while let Ok(Some(line)) = lines.next_line() {
         chain.line(&line, true);

@@ -1,14 +1,31 @@
 //! A real rsyslog (Debian packages `rsyslog` and `rsyslog-gnutls`) started
 //! on a loopback port with a test CA: `imtcp` with the `gtls` stream driver
 //! (RFC 5425 over TLS, octet-counted framing), every message written raw to
-//! a file.
+//! a file. Self-contained, so benchmarks can include it too.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::wait_for;
+/// Polls `check` every 20 ms until true or `timeout`.
+fn wait_for<F: FnMut() -> bool>(timeout: Duration, what: &str, mut check: F) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// A running rsyslogd.
 pub struct Rsyslog {

@@ -170,3 +170,28 @@ fn durations_and_sizes_round_trip() {
     assert!(parse_size("99999999999TiB").is_err());
     assert!(parse_size("MiB").is_err());
 }
+
+#[test]
+fn the_documented_example_configuration_is_valid() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/audit/tollgate.yaml");
+    let doc: serde_json::Value =
+        yaml_serde::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(doc["kind"], "TollgateConfig");
+    let config: AuditConfig = serde_json::from_value(doc["audit"].clone()).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.exporters.len(), 5);
+    assert_eq!(
+        config,
+        {
+            let mut defaults = config.clone();
+            defaults.journal = JournalSettings::default();
+            defaults.segment = SegmentSettings::default();
+            defaults.checkpoint = CheckpointSettings::default();
+            defaults.spool = SpoolSettings::default();
+            defaults.retention = RetentionSettings::default();
+            defaults
+        },
+        "the example documents the defaults"
+    );
+}
