@@ -42,7 +42,6 @@ pub(crate) struct Archiver {
 #[derive(Debug, Default)]
 struct Pass {
     archived: Vec<u64>,
-    expired: Vec<Event>,
 }
 
 impl Archiver {
@@ -62,11 +61,6 @@ impl Archiver {
                 Ok(Ok(pass)) => {
                     if !pass.archived.is_empty() {
                         self.journal.wake_maintenance();
-                    }
-                    for event in pass.expired {
-                        if self.journal.notice(event).await.is_err() {
-                            return;
-                        }
                     }
                 }
                 Ok(Err(e)) => tracing::error!(
@@ -119,7 +113,7 @@ fn archive_pass(journal: &Journal, settings: &ArchiveSettings, sweep: bool) -> i
         pass.archived.push(seg.first_seq);
     }
     if sweep {
-        pass.expired = expire(journal, settings, &out_dir)?;
+        expire(journal, settings, &out_dir)?;
     }
     Ok(pass)
 }
@@ -188,9 +182,9 @@ fn copy_segment(seg: &SegmentFile, out_dir: &Path) -> io::Result<()> {
     segment::sync_dir(out_dir)
 }
 
-/// Deletes archived segments older than the retention, recording each.
-fn expire(journal: &Journal, settings: &ArchiveSettings, out_dir: &Path) -> io::Result<Vec<Event>> {
-    let mut notices = Vec::new();
+/// Deletes archived segments older than the retention, recording each in
+/// the ledger and (durably, before deleting) in the chain.
+fn expire(journal: &Journal, settings: &ArchiveSettings, out_dir: &Path) -> io::Result<()> {
     let now = SystemTime::now();
     for seg in segment::list(out_dir)? {
         if !seg.compressed {
@@ -225,21 +219,11 @@ fn expire(journal: &Journal, settings: &ArchiveSettings, out_dir: &Path) -> io::
             "retention": crate::config::Duration(settings.retention.0).to_string(),
             "carried": carried,
         });
-        append_ledger(&settings.dir.join(LEDGER), &entry)?;
-        std::fs::remove_file(&seg.path)?;
-        match std::fs::remove_file(&cp_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        segment::sync_dir(out_dir)?;
-        journal.metrics().archive_expired.inc();
-        tracing::info!(segment = %name, "archived segment past the archive retention: deleted");
         let mut attributes: Map<String, serde_json::Value> =
             entry.as_object().cloned().unwrap_or_default();
         attributes.remove("time");
         attributes.insert("ledger".into(), json!(LEDGER));
-        notices.push(Event::notice(
+        let notice = Event::notice(
             "archive-expired",
             &name,
             Outcome::Allow,
@@ -251,9 +235,24 @@ fn expire(journal: &Journal, settings: &ArchiveSettings, out_dir: &Path) -> io::
                 crate::config::Duration(settings.retention.0)
             ),
             attributes,
-        ));
+        );
+        journal.notice_blocking(notice).map_err(|e| {
+            io::Error::other(format!(
+                "not deleting {name}: the expiry could not be recorded: {e}"
+            ))
+        })?;
+        append_ledger(&settings.dir.join(LEDGER), &entry)?;
+        std::fs::remove_file(&seg.path)?;
+        match std::fs::remove_file(&cp_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        segment::sync_dir(out_dir)?;
+        journal.metrics().archive_expired.inc();
+        tracing::info!(segment = %name, "archived segment past the archive retention: deleted");
     }
-    Ok(notices)
+    Ok(())
 }
 
 fn sealed_time(cp_path: &PathBuf) -> Option<SystemTime> {

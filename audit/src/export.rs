@@ -422,3 +422,37 @@ pub(crate) fn summary(event: &Event) -> String {
     }
     message
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_full_jitter_up_to_the_ceiling_and_resets() {
+        let retry = RetrySettings {
+            initial_backoff: crate::config::Duration(Duration::from_millis(100)),
+            max_backoff: crate::config::Duration(Duration::from_millis(1000)),
+            timeout: crate::config::Duration(Duration::from_secs(1)),
+        };
+        let mut b = Backoff::new(&retry);
+        let ceilings = [100u64, 200, 400, 800, 1000, 1000, 1000];
+        let mut maxima = [0u64; 7];
+        for _ in 0..200 {
+            b.reset();
+            for (i, ceiling) in ceilings.iter().enumerate() {
+                let d = b.next_delay().as_millis() as u64;
+                assert!(d <= *ceiling, "attempt {i}: {d} > {ceiling}");
+                maxima[i] = maxima[i].max(d);
+            }
+        }
+        // Jitter spreads delays over the whole range.
+        assert!(maxima[4] > 500, "{maxima:?}");
+        for _ in 0..100 {
+            b.next_delay();
+        }
+        assert!(
+            b.next_delay() <= Duration::from_millis(1000),
+            "no overflow after many attempts"
+        );
+    }
+}

@@ -87,7 +87,9 @@ pub(crate) struct Append {
 
 pub(crate) enum Command {
     Append(Append),
-    Notice(Box<Event>),
+    /// A journal notice (not subject to the spool cap), acknowledged once
+    /// durable when a sender is given.
+    Notice(Box<Event>, Option<oneshot::Sender<Result<(), AuditError>>>),
     Rotate,
     Flush(oneshot::Sender<Result<(), String>>),
     Shutdown(oneshot::Sender<Result<(), String>>),
@@ -105,7 +107,8 @@ pub(crate) struct Shared {
     pub refused: AtomicU64,
     pub stopped: AtomicBool,
     pub maintenance: Mutex<Option<std::sync::mpsc::Sender<maintenance::Message>>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    maintenance_thread: Mutex<Option<JoinHandle<()>>>,
     lock: Mutex<Option<File>>,
 }
 
@@ -207,7 +210,8 @@ impl Journal {
             refused: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             maintenance: Mutex::new(Some(mtx.clone())),
-            threads: Mutex::new(Vec::new()),
+            writer_thread: Mutex::new(None),
+            maintenance_thread: Mutex::new(None),
             lock: Mutex::new(Some(lock)),
         });
         let writer = writer::Writer::new(shared.clone(), key, recovered, mtx, fault)?;
@@ -220,9 +224,11 @@ impl Journal {
             .name("audit-maintenance".into())
             .spawn(move || maint.run(mrx))
             .map_err(|e| Error::io("starting maintenance for", &dir, e))?;
-        if let Ok(mut threads) = shared.threads.lock() {
-            threads.push(writer_thread);
-            threads.push(maint_thread);
+        if let Ok(mut slot) = shared.writer_thread.lock() {
+            *slot = Some(writer_thread);
+        }
+        if let Ok(mut slot) = shared.maintenance_thread.lock() {
+            *slot = Some(maint_thread);
         }
         Ok(Journal { shared })
     }
@@ -286,13 +292,10 @@ impl Journal {
         self.flush().await
     }
 
-    /// Appends a journal notice (not subject to the spool cap).
-    pub(crate) async fn notice(&self, event: Event) -> Result<(), AuditError> {
-        self.shared
-            .tx
-            .send(Command::Notice(Box::new(event)))
-            .await
-            .map_err(|_| stopped())
+    /// Appends a journal notice (not subject to the spool cap) and waits
+    /// until it is durable. For blocking threads only.
+    pub(crate) fn notice_blocking(&self, event: Event) -> Result<(), AuditError> {
+        notice_blocking(&self.shared, event)
     }
 
     /// Wakes the maintenance thread (a cursor moved, a segment was archived).
@@ -310,6 +313,10 @@ impl Journal {
         if self.shared.stopped.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // The writer first: a final checkpoint and fsync. Maintenance then
+        // mirrors that checkpoint into head.json and stops; it never
+        // deletes anything after the writer is gone, because a deletion is
+        // recorded durably before it happens and that now fails.
         let (tx, rx) = oneshot::channel();
         let result = match self.shared.tx.send(Command::Shutdown(tx)).await {
             Ok(()) => match rx.await {
@@ -319,24 +326,32 @@ impl Journal {
             },
             Err(_) => Err(Error::Stopped("the writer exited".into())),
         };
+        let writer = self
+            .shared
+            .writer_thread
+            .lock()
+            .ok()
+            .and_then(|mut t| t.take());
+        if let Some(thread) = writer {
+            tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .map_err(|e| Error::Stopped(e.to_string()))?
+                .map_err(|_| Error::Stopped("the writer thread panicked".into()))?;
+        }
         if let Ok(mut guard) = self.shared.maintenance.lock()
             && let Some(tx) = guard.take()
         {
             let _ = tx.send(maintenance::Message::Stop);
         }
-        let threads: Vec<JoinHandle<()>> = self
+        let maintenance = self
             .shared
-            .threads
+            .maintenance_thread
             .lock()
-            .map(|mut t| t.drain(..).collect())
-            .unwrap_or_default();
-        tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-        })
-        .await
-        .map_err(|e| Error::Stopped(e.to_string()))?;
+            .ok()
+            .and_then(|mut t| t.take());
+        if let Some(thread) = maintenance {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         // Release the directory for the next writer.
         if let Ok(mut lock) = self.shared.lock.lock() {
             lock.take();
@@ -355,6 +370,16 @@ impl Journal {
         shrink(&mut event, json.len());
         serde_json::to_vec(&event).unwrap_or_default()
     }
+}
+
+/// See [`Journal::notice_blocking`].
+pub(crate) fn notice_blocking(shared: &Shared, event: Event) -> Result<(), AuditError> {
+    let (tx, rx) = oneshot::channel();
+    shared
+        .tx
+        .blocking_send(Command::Notice(Box::new(event), Some(tx)))
+        .map_err(|_| stopped())?;
+    rx.blocking_recv().map_err(|_| stopped())?
 }
 
 fn stopped() -> AuditError {

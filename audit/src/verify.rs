@@ -199,19 +199,42 @@ fn load_keys(dirs: &[PathBuf]) -> Result<Vec<VerifyingKey>, String> {
     Ok(keys)
 }
 
-/// Verifies a journal.
+/// Verifies a journal. A running writer may compress or delete a segment
+/// while it is read; verification then starts over (at most three times).
 pub fn verify(options: &VerifyOptions) -> Report {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match verify_once(options) {
+            Err(Vanished) if attempt < 3 => continue,
+            Err(Vanished) => {
+                return unreadable("segments kept changing while being read (is a writer compressing or deleting them?)".into());
+            }
+            Ok(report) => return report,
+        }
+    }
+}
+
+/// A segment disappeared between listing and reading.
+struct Vanished;
+
+fn verify_once(options: &VerifyOptions) -> Result<Report, Vanished> {
     let dir = &options.dir;
     let seg_dir = dir.join(segment::SEGMENTS_DIR);
     match std::fs::metadata(&seg_dir) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => return unreadable(format!("{} is not a directory", seg_dir.display())),
+        Ok(_) => {
+            return Ok(unreadable(format!(
+                "{} is not a directory",
+                seg_dir.display()
+            )));
+        }
         Err(e) => {
-            return unreadable(format!(
+            return Ok(unreadable(format!(
                 "{}: {e} (is {} a Tollgate audit journal?)",
                 seg_dir.display(),
                 dir.display()
-            ));
+            )));
         }
     }
     let mut notes = Vec::new();
@@ -229,12 +252,12 @@ pub fn verify(options: &VerifyOptions) -> Report {
     };
     let live = match segment::list(&seg_dir) {
         Ok(l) => l,
-        Err(e) => return unreadable(format!("{}: {e}", seg_dir.display())),
+        Err(e) => return Ok(unreadable(format!("{}: {e}", seg_dir.display()))),
     };
     let archived = match &archive {
         Some(a) => match segment::list(&a.join(segment::SEGMENTS_DIR)) {
             Ok(l) => l,
-            Err(e) => return unreadable(format!("{}: {e}", a.display())),
+            Err(e) => return Ok(unreadable(format!("{}: {e}", a.display()))),
         },
         None => Vec::new(),
     };
@@ -243,7 +266,7 @@ pub fn verify(options: &VerifyOptions) -> Report {
         dirs.extend(archive.iter().cloned());
         match load_keys(&dirs) {
             Ok(k) => k,
-            Err(e) => return unreadable(e),
+            Err(e) => return Ok(unreadable(e)),
         }
     } else {
         options.public_keys.clone()
@@ -254,7 +277,10 @@ pub fn verify(options: &VerifyOptions) -> Report {
     let last_index = plan.len().saturating_sub(1);
     for (index, planned) in plan.iter().enumerate() {
         if let Err(e) = read_segment(&mut chain, index, planned, index == last_index) {
-            return unreadable(format!("{}: {e}", planned.file.path.display()));
+            if e.kind() == io::ErrorKind::NotFound {
+                return Err(Vanished);
+            }
+            return Ok(unreadable(format!("{}: {e}", planned.file.path.display())));
         }
         if let Some((twin, twin_display)) = &planned.twin {
             match compare(&planned.file, twin) {
@@ -270,6 +296,7 @@ pub fn verify(options: &VerifyOptions) -> Report {
                         planned.display
                     ),
                 ),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Vanished),
                 Err(e) => chain.problem(
                     (index, u64::MAX),
                     twin_display.clone(),
@@ -291,9 +318,14 @@ pub fn verify(options: &VerifyOptions) -> Report {
                 ));
             }
         }
-        Err(e) => return unreadable(format!("{}: {e}", dir.join(HEAD_FILE).display())),
+        Err(e) => {
+            return Ok(unreadable(format!(
+                "{}: {e}",
+                dir.join(HEAD_FILE).display()
+            )));
+        }
     }
-    chain.finish(plan.len(), plan.iter().filter(|p| p.archived).count())
+    Ok(chain.finish(plan.len(), plan.iter().filter(|p| p.archived).count()))
 }
 
 /// Orders segments by first sequence number; live copies are primary.

@@ -19,6 +19,10 @@ use super::{Command, HEAD_FILE, Shared};
 use crate::config::Overflow;
 use crate::{Event, Outcome, Priority};
 
+/// How often the spool and retention are re-evaluated: the spool cap is
+/// enforced within this delay.
+const EVALUATE_EVERY: Duration = Duration::from_millis(100);
+
 pub(crate) enum Message {
     /// A segment was sealed: compress it.
     Sealed(SegmentFile),
@@ -58,8 +62,9 @@ impl Maintenance {
 
     pub(crate) fn run(mut self, rx: Receiver<Message>) {
         let mut stop = false;
+        let mut last_evaluation: Option<std::time::Instant> = None;
         while !stop {
-            match rx.recv_timeout(Duration::from_secs(1)) {
+            match rx.recv_timeout(EVALUATE_EVERY) {
                 Ok(msg) => stop |= self.take(msg),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stop = true,
@@ -69,7 +74,13 @@ impl Maintenance {
             }
             self.write_head();
             self.compress_pending();
-            self.evaluate();
+            // The spool is re-evaluated at most every EVALUATE_EVERY (it
+            // lists the segment directory); never once stopping, so nothing
+            // is deleted that the writer could no longer record.
+            if !stop && last_evaluation.is_none_or(|t| t.elapsed() >= EVALUATE_EVERY) {
+                self.evaluate();
+                last_evaluation = Some(std::time::Instant::now());
+            }
         }
     }
 
@@ -247,12 +258,6 @@ impl Maintenance {
                 return false;
             }
         };
-        if let Err(e) =
-            std::fs::remove_file(&s.file.path).and_then(|()| segment::sync_dir(&self.seg_dir))
-        {
-            tracing::error!(segment = %s.file.path.display(), "cannot delete a segment: {e}");
-            return false;
-        }
         let name = s
             .file
             .path
@@ -329,20 +334,26 @@ impl Maintenance {
                 attributes,
             )
         };
-        self.notice(event);
+        // Record the deletion durably first: if that fails nothing is
+        // deleted, so no gap is ever left unexplained. (A deletion that then
+        // fails leaves a recorded deletion of a segment still present:
+        // harmless, verification reads the segment.)
+        if let Err(e) = super::notice_blocking(&self.shared, event) {
+            tracing::error!(segment = %name, "not deleting: the deletion could not be recorded: {e}");
+            return false;
+        }
+        if let Err(e) =
+            std::fs::remove_file(&s.file.path).and_then(|()| segment::sync_dir(&self.seg_dir))
+        {
+            tracing::error!(segment = %s.file.path.display(), "cannot delete a segment (its deletion is already recorded): {e}");
+            return false;
+        }
         true
     }
 
     fn notice(&self, event: Event) {
-        if self
-            .shared
-            .tx
-            .blocking_send(Command::Notice(Box::new(event)))
-            .is_err()
-        {
-            tracing::error!(
-                "the journal writer stopped before a maintenance notice could be written"
-            );
+        if let Err(e) = super::notice_blocking(&self.shared, event) {
+            tracing::error!("a maintenance notice could not be written: {e}");
         }
     }
 }

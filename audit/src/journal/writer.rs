@@ -131,7 +131,7 @@ impl Writer {
         if !notices.is_empty() {
             let batch = notices
                 .into_iter()
-                .map(|n| Command::Notice(Box::new(n)))
+                .map(|n| Command::Notice(Box::new(n), None))
                 .collect();
             writer
                 .commit(batch)
@@ -267,10 +267,13 @@ impl Writer {
                     acks.push((append.done, append.start));
                     events += 1;
                 }
-                Command::Notice(event) => {
+                Command::Notice(event, done) => {
                     let json = serde_json::to_vec(&event).unwrap_or_default();
                     self.encode_event(&time, &json);
                     notices += 1;
+                    if let Some(done) = done {
+                        acks.push((done, Instant::now()));
+                    }
                 }
                 Command::Rotate => self.rotate_requested = true,
                 Command::Flush(tx) => flushes.push(tx),
@@ -520,7 +523,6 @@ impl Writer {
             segment,
             offset,
         });
-        let _ = self.maintenance.send(Message::Wake);
     }
 }
 
