@@ -42,6 +42,8 @@ use tollgate_audit::{
 struct Sizes {
     events: usize,
     producers: usize,
+    rate: usize,
+    seconds: usize,
 }
 
 fn event(n: usize) -> Event {
@@ -160,6 +162,45 @@ async fn append(dir: &Path, sizes: &Sizes) -> (f64, Vec<Duration>, f64) {
     )
 }
 
+/// Open-loop load at `rate` events/s for `seconds`: each event's latency
+/// is measured from the moment it was due (no coordinated omission).
+async fn paced(dir: &Path, rate: usize, seconds: usize) -> (f64, Vec<Duration>) {
+    let config: AuditConfig = yaml_serde::from_str("{spool: {maxBytes: 8GiB}}").unwrap();
+    let (recorder, handle) = tollgate_audit::start(AuditOptions {
+        dir: dir.join("paced"),
+        state_dir: dir.join("state"),
+        signing_key: None,
+        config,
+    })
+    .await
+    .unwrap();
+    let total = rate * seconds;
+    let events: Vec<Event> = (0..total).map(event).collect();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let start = tokio::time::Instant::now();
+    for (i, e) in events.into_iter().enumerate() {
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        if due > tokio::time::Instant::now() + Duration::from_millis(1) {
+            tokio::time::sleep_until(due).await;
+        }
+        let recorder = recorder.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            recorder.record(e).await.unwrap();
+            let _ = tx.send(due.elapsed());
+        });
+    }
+    drop(tx);
+    let mut latencies = Vec::with_capacity(total);
+    while let Some(l) = rx.recv().await {
+        latencies.push(l);
+    }
+    let elapsed = start.elapsed();
+    handle.shutdown().await.unwrap();
+    latencies.sort();
+    (latencies.len() as f64 / elapsed.as_secs_f64(), latencies)
+}
+
 /// The journal's bytes written again with `write` + `fsync` every
 /// `per_sync` records: events/s.
 fn raw_baseline(journal: &Path, out: &Path, per_sync: usize) -> f64 {
@@ -182,21 +223,46 @@ fn raw_baseline(journal: &Path, out: &Path, per_sync: usize) -> f64 {
     lines.len() as f64 / start.elapsed().as_secs_f64()
 }
 
-fn received(out: &Path) -> usize {
-    std::fs::read(out)
-        .map(|b| b.iter().filter(|c| **c == b'\n').count())
-        .unwrap_or(0)
+/// Counts the lines of a growing file, reading only what is new.
+struct LineCounter {
+    path: std::path::PathBuf,
+    offset: u64,
+    lines: usize,
+}
+
+impl LineCounter {
+    fn new(path: &Path) -> LineCounter {
+        LineCounter {
+            path: path.to_owned(),
+            offset: 0,
+            lines: 0,
+        }
+    }
+
+    fn count(&mut self) -> usize {
+        use std::io::{Read, Seek, SeekFrom};
+        if let Ok(mut f) = std::fs::File::open(&self.path) {
+            let _ = f.seek(SeekFrom::Start(self.offset));
+            let mut buf = Vec::new();
+            if let Ok(n) = f.read_to_end(&mut buf) {
+                self.offset += n as u64;
+                self.lines += buf.iter().filter(|c| **c == b'\n').count();
+            }
+        }
+        self.lines
+    }
 }
 
 fn wait_lines(out: &Path, n: usize, timeout: Duration) -> Duration {
     let start = Instant::now();
-    while received(out) < n {
+    let mut counter = LineCounter::new(out);
+    while counter.count() < n {
         assert!(
             start.elapsed() < timeout,
             "rsyslog received {} of {n}",
-            received(out)
+            counter.lines
         );
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(20));
     }
     start.elapsed()
 }
@@ -285,11 +351,15 @@ fn main() {
         Sizes {
             events: 200_000,
             producers: 512,
+            rate: 50_000,
+            seconds: 4,
         }
     } else {
         Sizes {
             events: 4_000,
             producers: 64,
+            rate: 2_000,
+            seconds: 1,
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -321,6 +391,18 @@ fn main() {
         );
         println!("  raw write+fsync, same bytes, same batch size  {batched:>10.0} records/s  -> journal/raw = {:.2}", rate / batched);
         println!("  raw write+fsync per event                     {single:>10.0} records/s  -> journal/raw = {:.1}", rate / single);
+        let (achieved, paced_latencies) = paced(dir, sizes.rate, sizes.seconds).await;
+        println!(
+            "audit journal: open-loop load at {} events/s for {} s: achieved {achieved:.0} events/s",
+            sizes.rate, sizes.seconds
+        );
+        println!(
+            "  latency due->durable  p50 {}  p99 {}  p99.9 {}  max {}",
+            ms(percentile(&paced_latencies, 0.50)),
+            ms(percentile(&paced_latencies, 0.99)),
+            ms(percentile(&paced_latencies, 0.999)),
+            ms(*paced_latencies.last().unwrap())
+        );
         let records = received_records(&dir.join("journal"));
         let export_rate = export(dir, records).await;
         let plain_rate = plain_client(dir, records).await;

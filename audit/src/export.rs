@@ -15,7 +15,7 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -170,12 +170,88 @@ enum Gathered {
     Stopped,
 }
 
+/// The reading side of an exporter: the journal after its cursor.
+struct Feed {
+    name: String,
+    reader: Reader,
+    head: watch::Receiver<crate::journal::Head>,
+    stop: watch::Receiver<bool>,
+    batch: BatchSettings,
+}
+
+impl Feed {
+    /// The next batch: durable records after the last one read, as soon as
+    /// `maxRecords` are there or `maxWait` after the first one.
+    async fn gather(mut self) -> (Feed, Gathered) {
+        let max = self.batch.max_records.max(1);
+        let max_bytes = usize::try_from(self.batch.max_bytes.0).unwrap_or(usize::MAX);
+        let mut items: Vec<Item> = Vec::new();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            if *self.stop.borrow() {
+                return (self, Gathered::Stopped);
+            }
+            let durable = self.head.borrow_and_update().seq;
+            let want = max - items.len();
+            let mut reader = std::mem::replace(&mut self.reader, Reader::new(Path::new(""), 1));
+            let joined = tokio::task::spawn_blocking(move || {
+                let result = reader.read(durable, want, max_bytes.max(1));
+                (reader, result)
+            })
+            .await;
+            let result = match joined {
+                Ok((reader, result)) => {
+                    self.reader = reader;
+                    result
+                }
+                Err(e) => {
+                    tracing::error!(exporter = %self.name, "journal reader task failed: {e}");
+                    return (self, Gathered::Stopped);
+                }
+            };
+            match result {
+                Ok(mut more) => items.append(&mut more),
+                Err(e) => {
+                    tracing::warn!(exporter = %self.name, "reading the journal: {e}; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = self.stop.changed() => return (self, Gathered::Stopped),
+                    }
+                    continue;
+                }
+            }
+            if items.len() >= max {
+                return (self, Gathered::Batch(items));
+            }
+            let now = tokio::time::Instant::now();
+            if !items.is_empty() {
+                let d = *deadline.get_or_insert(now + self.batch.max_wait.0);
+                if now >= d {
+                    return (self, Gathered::Batch(items));
+                }
+            }
+            let wake = deadline.unwrap_or(now + Duration::from_secs(1));
+            tokio::select! {
+                _ = self.head.changed() => {}
+                () = tokio::time::sleep_until(wake) => {}
+                _ = self.stop.changed() => return (self, Gathered::Stopped),
+            }
+        }
+    }
+}
+
 impl Driver {
-    /// Runs until `stop` turns true.
+    /// Runs until `stop` turns true. The next batch is read from the
+    /// journal while the current one is being delivered.
     pub(crate) async fn run(mut self) {
         let cursors = self.journal.cursors().clone();
-        let mut reader = Some(Reader::new(self.journal.dir(), cursors.get(&self.name) + 1));
-        let mut head = self.journal.subscribe();
+        let feed = Feed {
+            name: self.name.clone(),
+            reader: Reader::new(self.journal.dir(), cursors.get(&self.name) + 1),
+            head: self.journal.subscribe(),
+            stop: self.stop.clone(),
+            batch: self.batch.clone(),
+        };
         let metrics = self.journal.metrics().clone();
         let labels = Metrics::exporter(&self.name);
         let dead = DeadLetter {
@@ -185,15 +261,25 @@ impl Driver {
                 .join("deadletter")
                 .join(format!("{}.jsonl", self.name)),
         };
+        let mut next = tokio::spawn(feed.gather());
         loop {
-            let batch = match self.gather(&mut reader, &mut head).await {
+            let (feed, gathered) = match next.await {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::error!(exporter = %self.name, "journal reader task failed: {e}");
+                    return;
+                }
+            };
+            let batch = match gathered {
                 Gathered::Batch(b) => b,
                 Gathered::Stopped => return,
             };
+            next = tokio::spawn(feed.gather());
             let Some(last) = batch.last().map(|i| i.seq) else {
                 continue;
             };
             if !self.deliver(&batch, &metrics, &labels, &dead).await {
+                next.abort();
                 return;
             }
             metrics
@@ -204,6 +290,7 @@ impl Driver {
             while let Err(e) = cursors.store(&self.name, last) {
                 tracing::error!(exporter = %self.name, "cannot persist the export cursor: {e}");
                 if self.sleep(backoff.next_delay()).await {
+                    next.abort();
                     return;
                 }
             }
@@ -219,67 +306,6 @@ impl Driver {
         tokio::select! {
             () = tokio::time::sleep(d) => false,
             _ = self.stop.changed() => true,
-        }
-    }
-
-    async fn gather(
-        &mut self,
-        reader: &mut Option<Reader>,
-        head: &mut watch::Receiver<crate::journal::Head>,
-    ) -> Gathered {
-        let max = self.batch.max_records.max(1);
-        let max_bytes = usize::try_from(self.batch.max_bytes.0).unwrap_or(usize::MAX);
-        let mut items: Vec<Item> = Vec::new();
-        let mut deadline: Option<tokio::time::Instant> = None;
-        loop {
-            if *self.stop.borrow() {
-                return Gathered::Stopped;
-            }
-            let durable = head.borrow_and_update().seq;
-            let Some(r) = reader.take() else {
-                return Gathered::Stopped;
-            };
-            let want = max - items.len();
-            let joined = tokio::task::spawn_blocking(move || {
-                let mut r = r;
-                let result = r.read(durable, want, max_bytes.max(1));
-                (r, result)
-            })
-            .await;
-            let (r, result) = match joined {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::error!(exporter = %self.name, "journal reader task failed: {e}");
-                    return Gathered::Stopped;
-                }
-            };
-            *reader = Some(r);
-            match result {
-                Ok(mut more) => items.append(&mut more),
-                Err(e) => {
-                    tracing::warn!(exporter = %self.name, "reading the journal: {e}; retrying");
-                    if self.sleep(Duration::from_millis(500)).await {
-                        return Gathered::Stopped;
-                    }
-                    continue;
-                }
-            }
-            if items.len() >= max {
-                return Gathered::Batch(items);
-            }
-            let now = tokio::time::Instant::now();
-            if !items.is_empty() {
-                let d = *deadline.get_or_insert(now + self.batch.max_wait.0);
-                if now >= d {
-                    return Gathered::Batch(items);
-                }
-            }
-            let wake = deadline.unwrap_or(now + Duration::from_secs(1));
-            tokio::select! {
-                _ = head.changed() => {}
-                () = tokio::time::sleep_until(wake) => {}
-                _ = self.stop.changed() => return Gathered::Stopped,
-            }
         }
     }
 

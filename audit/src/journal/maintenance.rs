@@ -119,7 +119,7 @@ impl Maintenance {
     fn compress_pending(&mut self) {
         let pending = std::mem::take(&mut self.to_compress);
         for seg in pending {
-            match segment::compress(&seg) {
+            match segment::compress(&seg, self.shared.config.segment.compression_level) {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {

@@ -351,7 +351,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Compresses a sealed plain segment: writes `.jsonl.gz` (through a
 /// temporary file, fsync'd), then removes the plain file. Returns the
 /// compressed segment.
-pub fn compress(segment: &SegmentFile) -> io::Result<SegmentFile> {
+pub fn compress(segment: &SegmentFile, level: u32) -> io::Result<SegmentFile> {
     let dir = segment.path.parent().unwrap_or_else(|| Path::new("."));
     let final_path = dir.join(file_name(segment.first_seq, true));
     let tmp = dir.join(format!("{}.tmp", file_name(segment.first_seq, true)));
@@ -362,7 +362,7 @@ pub fn compress(segment: &SegmentFile) -> io::Result<SegmentFile> {
             .create(true)
             .truncate(true)
             .open(&tmp)?;
-        let mut encoder = GzEncoder::new(io::BufWriter::new(out), Compression::new(6));
+        let mut encoder = GzEncoder::new(io::BufWriter::new(out), Compression::new(level.min(9)));
         io::copy(&mut input, &mut encoder)?;
         let mut writer = encoder.finish()?;
         writer.flush()?;
@@ -440,7 +440,7 @@ mod tests {
             compressed: false,
         };
         std::fs::write(&plain.path, b"line one\nline two\n").unwrap();
-        let gz = compress(&plain).unwrap();
+        let gz = compress(&plain, 1).unwrap();
         assert!(!plain.path.exists());
         assert_eq!(read_all(&gz).unwrap(), b"line one\nline two\n");
         assert_eq!(list(dir.path()).unwrap(), vec![gz]);
