@@ -206,7 +206,7 @@ pub fn verify(options: &VerifyOptions) -> Report {
     loop {
         attempt += 1;
         match verify_once(options) {
-            Err(Vanished) if attempt < 3 => continue,
+            Err(Vanished) if attempt < 5 => continue,
             Err(Vanished) => {
                 return unreadable("segments kept changing while being read (is a writer compressing or deleting them?)".into());
             }
@@ -237,6 +237,10 @@ fn verify_once(options: &VerifyOptions) -> Result<Report, Vanished> {
             )));
         }
     }
+    // head.json is read before the segments are listed: a writer still
+    // running only ever adds records, and writes head.json after the
+    // checkpoint it copies is on disk, so the segments read next reach it.
+    let head = std::fs::read(dir.join(HEAD_FILE));
     let mut notes = Vec::new();
     let archive = options.archive.clone().or_else(|| recorded_archive(dir));
     let archive = match archive {
@@ -308,7 +312,6 @@ fn verify_once(options: &VerifyOptions) -> Result<Report, Vanished> {
             }
         }
     }
-    let head = std::fs::read(dir.join(HEAD_FILE));
     match head {
         Ok(bytes) => chain.check_head(&bytes, plan.len()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -387,8 +390,27 @@ fn is_corruption(e: &io::Error) -> bool {
     )
 }
 
+/// Opens a planned segment; a plain segment compressed since it was listed
+/// is read from its compressed replacement (same records, same name).
+fn open_planned(file: &SegmentFile) -> io::Result<(Box<dyn io::BufRead + Send>, bool)> {
+    match segment::open(file) {
+        Ok(reader) => Ok((reader, file.compressed)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !file.compressed => {
+            let replacement = SegmentFile {
+                first_seq: file.first_seq,
+                path: file
+                    .path
+                    .with_file_name(segment::file_name(file.first_seq, true)),
+                compressed: true,
+            };
+            Ok((segment::open(&replacement)?, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn read_segment(chain: &mut Chain, index: usize, planned: &Planned, last: bool) -> io::Result<()> {
-    let reader = segment::open(&planned.file)?;
+    let (reader, compressed) = open_planned(&planned.file)?;
     let mut lines = Lines::new(reader, 0);
     chain.begin_segment(
         index,
@@ -400,7 +422,7 @@ fn read_segment(chain: &mut Chain, index: usize, planned: &Planned, last: bool) 
         let line = match lines.next_line() {
             Ok(Some(line)) => line,
             Ok(None) => break,
-            Err(e) if planned.file.compressed && is_corruption(&e) => {
+            Err(e) if compressed && is_corruption(&e) => {
                 let offset = lines.offset();
                 chain.problem(
                     (index, offset),
@@ -415,7 +437,7 @@ fn read_segment(chain: &mut Chain, index: usize, planned: &Planned, last: bool) 
             }
             Err(e) => return Err(e),
         };
-        chain.line(&line, last && !planned.file.compressed);
+        chain.line(&line, last && !compressed);
     }
     chain.end_segment(true, last);
     Ok(())
@@ -423,8 +445,8 @@ fn read_segment(chain: &mut Chain, index: usize, planned: &Planned, last: bool) 
 
 /// The first offset at which two segments' contents differ, if any.
 fn compare(a: &SegmentFile, b: &SegmentFile) -> io::Result<Option<u64>> {
-    let mut la = Lines::new(segment::open(a)?, 0);
-    let mut lb = Lines::new(segment::open(b)?, 0);
+    let mut la = Lines::new(open_planned(a)?.0, 0);
+    let mut lb = Lines::new(open_planned(b)?.0, 0);
     loop {
         let x = la.next_line();
         let y = match lb.next_line() {

@@ -432,3 +432,36 @@ async fn retention_deletes_only_acknowledged_segments_past_the_minimum_age() {
         report.notes
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifying_a_journal_while_it_is_written_and_rotated_finds_it_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, state) = (tmp.path().join("j"), tmp.path().join("state"));
+    let config = small_config("spool: {maxBytes: 100MiB}\ncheckpoint: {everyRecords: 40}");
+    let journal = open_with(&dir, &state, config, &[], None).unwrap();
+    let writer = {
+        let journal = journal.clone();
+        tokio::spawn(async move {
+            for n in 0..3000u64 {
+                journal.record(event(n, "a")).await.unwrap();
+            }
+        })
+    };
+    let mut runs = 0;
+    while !writer.is_finished() {
+        let dir = dir.clone();
+        let report = tokio::task::spawn_blocking(move || check(&dir))
+            .await
+            .unwrap();
+        assert_eq!(
+            report.verdict,
+            Verdict::Intact,
+            "live verification: {report:#?}"
+        );
+        runs += 1;
+    }
+    writer.await.unwrap();
+    journal.shutdown().await.unwrap();
+    assert!(runs >= 3, "verification ran {runs} times during the writes");
+    assert_eq!(check(&dir).verdict, Verdict::Intact);
+}
