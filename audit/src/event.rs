@@ -15,6 +15,21 @@ pub enum Source {
     Webhook,
     /// The agent action sidecar.
     Sidecar,
+    /// The journal itself: integrity notices (a torn tail cut at start, a
+    /// spool overflow, a retention deletion, a signed checkpoint), so the
+    /// trail explains every gap in itself and SIEMs see it too.
+    Journal,
+}
+
+impl Source {
+    /// The lower-case name used in the JSON form, metrics and syslog.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Webhook => "webhook",
+            Source::Sidecar => "sidecar",
+            Source::Journal => "journal",
+        }
+    }
 }
 
 /// Who acted.
@@ -133,7 +148,29 @@ pub struct Event {
     pub redactions: Vec<String>,
 }
 
+impl Outcome {
+    /// The lower-case name used in the JSON form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::Warn => "warn",
+        }
+    }
+}
+
 impl Priority {
+    /// The kebab-case name used in the JSON form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::P0Escalate => "p0-escalate",
+            Priority::P1Warn => "p1-warn",
+            Priority::P1Inform => "p1-inform",
+            Priority::P2Log => "p2-log",
+            Priority::Observe => "observe",
+        }
+    }
+
     /// The deterministic routing table (DeployScope convention): tier and
     /// outcome in, priority out. A missing or unknown tier routes as
     /// `standard`, so an unannotated workload is never silently ignored.
@@ -178,6 +215,41 @@ impl Event {
             priority,
             redactions: Vec::new(),
         }
+    }
+
+    /// A journal notice: an event the journal writes about itself
+    /// ([`Source::Journal`], protocol `audit`). `verb` names what happened
+    /// (`tail-cut`, `segment-dropped`, ...), `target` what it happened to,
+    /// `attributes` the machine-readable detail; the priority is set
+    /// explicitly because no ownership tier applies.
+    pub fn notice(
+        verb: &str,
+        target: &str,
+        outcome: Outcome,
+        priority: Priority,
+        reason: String,
+        attributes: Map<String, Value>,
+    ) -> Event {
+        let mut event = Event::new(
+            Source::Journal,
+            Actor::default(),
+            Ownership::default(),
+            EventAction {
+                protocol: "audit".to_owned(),
+                verb: verb.to_owned(),
+                target: target.to_owned(),
+                attributes,
+            },
+            Decision {
+                outcome,
+                rule: Some(format!("journal.{verb}")),
+                reason: Some(reason),
+                controls: Vec::new(),
+            },
+            0,
+        );
+        event.priority = priority;
+        event
     }
 }
 
