@@ -26,6 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub mod labels;
 mod message;
 mod mutation;
+pub mod offline;
 mod pod_security;
 mod request;
 
