@@ -176,6 +176,13 @@ impl Metrics {
             "Admission decisions the audit trail could not record, by reason",
             audit_failures.clone(),
         );
+        // Series that alerts watch exist from the start, at zero.
+        for result in ["success", "failure"] {
+            let _ = cert_reloads.get_or_create(&ResultLabels { result });
+        }
+        for reason in ["spool_full", "unavailable", "timeout"] {
+            let _ = audit_failures.get_or_create(&ReasonLabels { reason });
+        }
         Arc::new(Metrics {
             registry,
             requests,
