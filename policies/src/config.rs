@@ -10,23 +10,24 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::defaults::DefaultsConfig;
 use crate::namespace::{NamespaceInfo, StaticNamespaces};
 use crate::{Level, Version, WorkloadKind};
 
-mod defaults_section;
 mod serde_helpers;
 
-pub use defaults_section::DefaultsSection;
 pub use serde_helpers::KindList;
 
 /// The `policy:` section.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// Pod Security Standards, enforced like Pod Security Admission.
     pub pod_security: PodSecurityConfig,
-    /// Secure defaults filled in by the mutating webhook.
-    pub defaults: DefaultsSection,
+    /// Secure defaults filled in by the mutating webhook, where Pod
+    /// Security applies and the namespace's enforce level is not
+    /// `privileged`.
+    pub defaults: DefaultsConfig,
     /// Namespaces known without a cluster: their labels select Pod Security
     /// levels (and, later, compliance profiles and injection). Keyed by
     /// namespace name. A namespace not listed here has no labels.

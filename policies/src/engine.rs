@@ -32,7 +32,7 @@ mod request;
 
 pub use labels::{LabelError, Mode, NamespacePolicy};
 pub use message::{MAX_WARNING_CHARS, MAX_WARNINGS_TOTAL_CHARS};
-pub use mutation::{DefaultsMutation, secure_defaults};
+pub use mutation::{DefaultsMutation, DefaultsScope, secure_defaults};
 pub use pod_security::PodSecurityEvaluator;
 pub use request::{
     AdmissionRequest, GroupVersionKind, GroupVersionResource, Operation, UserInfo, workload_group,

@@ -7,6 +7,7 @@
 //! [`verdict::Verdict`]s back, which keeps it trivial to test and to fuzz.
 
 pub mod config;
+pub mod defaults;
 pub mod engine;
 pub mod error;
 pub mod level;

@@ -13,7 +13,12 @@
 //! cargo bench -p tollgate-webhook --bench admission -- [--seconds 10] [--connections 16] [--rate 2000] [--no-pin]
 //! ```
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
@@ -314,7 +319,12 @@ async fn fixed_rate(
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (addr, ca, body, rx) = (server.addr, server.ca.clone(), body.clone(), Arc::clone(&rx));
+        let (addr, ca, body, rx) = (
+            server.addr,
+            server.ca.clone(),
+            body.clone(),
+            Arc::clone(&rx),
+        );
         tasks.push(tokio::spawn(async move {
             let mut sender = connect(addr, &ca).await;
             let mut lat = Vec::new();
@@ -379,7 +389,12 @@ fn main() {
     for mode in ["floor", "eval"] {
         let server = Server::start(mode, o.pin);
         let (rss_idle, _) = server.rss_kib();
-        runtime.block_on(saturate(&server, o.connections, Duration::from_secs(1), &body));
+        runtime.block_on(saturate(
+            &server,
+            o.connections,
+            Duration::from_secs(1),
+            &body,
+        ));
         let sat = runtime.block_on(saturate(&server, o.connections, duration, &body));
         let fixed = runtime.block_on(fixed_rate(&server, o.connections, o.rate, duration, &body));
         let (rss, hwm) = server.rss_kib();

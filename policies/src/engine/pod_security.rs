@@ -21,12 +21,15 @@ use std::collections::BTreeMap;
 use json_patch::PatchOperation;
 use serde_json::Value;
 
-use crate::config::{DefaultsSection, PodSecurityConfig};
+use crate::config::PodSecurityConfig;
+use crate::defaults::DefaultsConfig;
 use crate::pss::PssViolation;
 use crate::{EnforcementAction, Level, LevelVersion, PolicySet, Violation, Workload, WorkloadKind};
 
 use super::labels::{self, LabelError, Mode, NamespacePolicy};
-use super::{Context, DefaultsMutation, EvalError, Exemption, Findings, Operation, PssChecker};
+use super::{
+    Context, DefaultsMutation, DefaultsScope, EvalError, Exemption, Findings, Operation, PssChecker,
+};
 
 /// Pod subresources that never change what Pod Security judges.
 const IGNORED_POD_SUBRESOURCES: [&str; 8] = [
@@ -57,7 +60,7 @@ pub struct PodSecurityEvaluator {
     cluster_defaults: NamespacePolicy,
     fixed: Option<LevelVersion>,
     checker: PssChecker,
-    defaults: DefaultsSection,
+    defaults: DefaultsConfig,
     mutation: DefaultsMutation,
 }
 
@@ -87,7 +90,7 @@ impl PodSecurityEvaluator {
     /// level and namespace labels are ignored.
     pub fn new(
         config: &PodSecurityConfig,
-        defaults: &DefaultsSection,
+        defaults: &DefaultsConfig,
         fixed: Option<LevelVersion>,
         checker: PssChecker,
         mutation: DefaultsMutation,
@@ -216,16 +219,15 @@ impl PodSecurityEvaluator {
     fn violations(
         &self,
         workload: &Workload,
-        lv: LevelVersion,
         action: EnforcementAction,
         found: &[PssViolation],
     ) -> impl Iterator<Item = Violation> {
         let prefix = workload.kind.template_path();
-        let suffix = format!("({}, v1.{})", lv.level, lv.version.minor());
+        // Check messages end with the level and version evaluated.
         found.iter().map(move |v| Violation {
             policy: PolicySet::PodSecurity,
             rule: v.check.to_owned(),
-            message: format!("{} {suffix}", v.message),
+            message: v.message.clone(),
             path: Some(format!("{prefix}{}", v.path)),
             container: v.container.clone(),
             controls: Vec::new(),
@@ -318,7 +320,6 @@ impl super::Evaluator for PodSecurityEvaluator {
                 denied = !found.is_empty();
                 findings.violations.extend(self.violations(
                     workload,
-                    lv,
                     EnforcementAction::Deny,
                     &found,
                 ));
@@ -334,7 +335,6 @@ impl super::Evaluator for PodSecurityEvaluator {
                 );
                 findings.violations.extend(self.violations(
                     workload,
-                    lv,
                     EnforcementAction::Audit,
                     &found,
                 ));
@@ -342,12 +342,9 @@ impl super::Evaluator for PodSecurityEvaluator {
         }
         if !denied && let Some(lv) = plan.level(Mode::Warn) {
             let found = run(lv);
-            findings.violations.extend(self.violations(
-                workload,
-                lv,
-                EnforcementAction::Warn,
-                &found,
-            ));
+            findings
+                .violations
+                .extend(self.violations(workload, EnforcementAction::Warn, &found));
         }
         Ok(())
     }
@@ -360,15 +357,17 @@ impl super::Evaluator for PodSecurityEvaluator {
         let Some(workload) = ctx.workload else {
             return Ok(Vec::new());
         };
-        // Pod specs are immutable after creation; templates are not.
-        let operation_ok = match ctx.request.operation {
-            Operation::Create => true,
-            Operation::Update => workload.kind != WorkloadKind::Pod,
-            Operation::Delete | Operation::Connect => false,
+        // Pod specs are immutable after creation except for ephemeral
+        // containers; controllers' templates are not.
+        let sub = ctx.request.sub_resource.as_str();
+        let scope = match (ctx.request.operation, workload.kind, sub) {
+            (Operation::Create, _, "") => DefaultsScope::Pod,
+            (Operation::Update, WorkloadKind::Pod, "ephemeralcontainers") => {
+                DefaultsScope::EphemeralContainers
+            }
+            (Operation::Update, kind, "") if kind != WorkloadKind::Pod => DefaultsScope::Pod,
+            _ => return Ok(Vec::new()),
         };
-        if !operation_ok || !ctx.request.sub_resource.is_empty() {
-            return Ok(Vec::new());
-        }
         if let Some(reason) = self.request_exemption(ctx) {
             Self::exempt(findings, reason);
             return Ok(Vec::new());
@@ -381,7 +380,7 @@ impl super::Evaluator for PodSecurityEvaluator {
         if plan.level(Mode::Enforce).is_none() {
             return Ok(Vec::new());
         }
-        Ok((self.mutation)(workload, &self.defaults))
+        Ok((self.mutation)(workload, &self.defaults, scope))
     }
 }
 

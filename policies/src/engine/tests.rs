@@ -40,8 +40,9 @@ fn fake_checker(
                     container: Some(c.name.clone()),
                     path: format!("spec.{field}[{i}].securityContext.privileged"),
                     message: format!(
-                        "container {:?} must not set securityContext.privileged=true",
-                        c.name
+                        "container {:?} must not set securityContext.privileged=true ({level}, v1.{})",
+                        c.name,
+                        version.minor()
                     ),
                 });
             }
@@ -55,8 +56,9 @@ fn fake_checker(
                     container: Some(c.name.clone()),
                     path: format!("spec.{field}[{i}].securityContext.allowPrivilegeEscalation"),
                     message: format!(
-                        "container {:?} must set securityContext.allowPrivilegeEscalation=false",
-                        c.name
+                        "container {:?} must set securityContext.allowPrivilegeEscalation=false ({level}, v1.{})",
+                        c.name,
+                        version.minor()
                     ),
                 });
             }
@@ -76,8 +78,9 @@ fn fake_checker(
                 container: Some(c.name.clone()),
                 path: format!("spec.ephemeralContainers[{i}].securityContext.privileged"),
                 message: format!(
-                    "container {:?} must not set securityContext.privileged=true",
-                    c.name
+                    "container {:?} must not set securityContext.privileged=true ({level}, v1.{})",
+                    c.name,
+                    version.minor()
                 ),
             });
         }
@@ -89,8 +92,12 @@ fn fake_checker(
 /// the mutation plumbing work.
 fn fake_defaults(
     workload: &Workload,
-    _settings: &crate::config::DefaultsSection,
+    _settings: &crate::defaults::DefaultsConfig,
+    scope: DefaultsScope,
 ) -> Vec<PatchOperation> {
+    if scope == DefaultsScope::EphemeralContainers {
+        return Vec::new();
+    }
     let set = workload
         .spec
         .security_context

@@ -24,7 +24,7 @@ use crate::settings::{AuditFailurePolicy, Settings};
 
 fn privileged_checker(
     level: Level,
-    _v: Version,
+    v: Version,
     _m: &ObjectMeta,
     spec: &PodSpec,
 ) -> Vec<PssViolation> {
@@ -41,8 +41,9 @@ fn privileged_checker(
             container: Some(c.name.clone()),
             path: format!("spec.containers[{i}].securityContext.privileged"),
             message: format!(
-                "container {:?} must not set securityContext.privileged=true",
-                c.name
+                "container {:?} must not set securityContext.privileged=true ({level}, v1.{})",
+                c.name,
+                v.minor()
             ),
         })
         .collect()
@@ -50,7 +51,8 @@ fn privileged_checker(
 
 fn label_defaults(
     w: &Workload,
-    _: &tollgate_policies::config::DefaultsSection,
+    _: &tollgate_policies::defaults::DefaultsConfig,
+    _: tollgate_policies::engine::DefaultsScope,
 ) -> Vec<json_patch::PatchOperation> {
     if w.pod_metadata.labels.is_some() {
         return vec![];
