@@ -19,9 +19,9 @@ pub const TIER: &str = "deployscope.dev/tier";
 /// The on-call annotation.
 pub const ONCALL: &str = "deployscope.dev/oncall";
 
-/// The event for one answered review. `denied_by` is set when the answer
-/// was a refusal not caused by a violation (e.g. the request could not be
-/// evaluated), with its message.
+/// The event for one answered review: a refusal that is not a violation
+/// (the object could not be evaluated) is recorded as a denial with its
+/// reason as the rule.
 pub fn event(
     endpoint: Endpoint,
     request: &AdmissionRequest,

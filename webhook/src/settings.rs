@@ -201,3 +201,52 @@ impl Settings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        let settings = Settings::default();
+        settings.validate().unwrap();
+        let text = serde_json::to_string(&settings).unwrap();
+        assert!(text.contains("\"bodyReadTimeout\":\"10s\""), "{text}");
+        assert!(text.contains("\"auditFailurePolicy\":\"fail\""), "{text}");
+        let back: Settings = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, settings);
+        let partial: Settings =
+            serde_json::from_str(r#"{"limits": {"maxJsonDepth": 16}}"#).unwrap();
+        assert_eq!(partial.limits.max_json_depth, 16);
+        assert_eq!(partial.limits.max_request_bytes, 8 * 1024 * 1024);
+    }
+
+    #[test]
+    fn refuses_unusable_values_by_name() {
+        let cases: [(fn(&mut Settings), &str); 7] = [
+            (|s| s.tls.cert_file = Some("a".into()), "tls.keyFile"),
+            (|s| s.tls.key_file = Some("a".into()), "tls.certFile"),
+            (|s| s.metrics_listen = s.listen, "metricsListen"),
+            (
+                |s| s.limits.max_request_bytes = 10,
+                "limits.maxRequestBytes",
+            ),
+            (|s| s.limits.max_json_depth = 500, "limits.maxJsonDepth"),
+            (
+                |s| s.limits.body_read_timeout = Duration::ZERO,
+                "limits.bodyReadTimeout",
+            ),
+            (|s| s.limits.max_connections = 0, "limits.maxConnections"),
+        ];
+        for (break_it, field) in cases {
+            let mut s = Settings::default();
+            break_it(&mut s);
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.starts_with(field), "{err}");
+        }
+        let err = serde_json::from_str::<Settings>(r#"{"limits": {"maxBodyBytes": 1}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `maxBodyBytes`"), "{err}");
+    }
+}
