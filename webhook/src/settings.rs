@@ -223,7 +223,8 @@ mod tests {
 
     #[test]
     fn refuses_unusable_values_by_name() {
-        let cases: [(fn(&mut Settings), &str); 7] = [
+        type Breaker = fn(&mut Settings);
+        let cases: [(Breaker, &str); 7] = [
             (|s| s.tls.cert_file = Some("a".into()), "tls.keyFile"),
             (|s| s.tls.key_file = Some("a".into()), "tls.certFile"),
             (|s| s.metrics_listen = s.listen, "metricsListen"),
