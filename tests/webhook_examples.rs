@@ -4,7 +4,12 @@
 //! restricted level it enforces, with its config file valid.
 
 // Test helpers may panic: a panic is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support_webhook;
 
@@ -31,11 +36,19 @@ fn documents(name: &str) -> Vec<serde_json::Value> {
 }
 
 fn excludes_system_namespaces(selector: &Option<LabelSelector>) {
-    let expr = &selector.as_ref().unwrap().match_expressions.as_ref().unwrap()[0];
+    let expr = &selector
+        .as_ref()
+        .unwrap()
+        .match_expressions
+        .as_ref()
+        .unwrap()[0];
     assert_eq!(expr.key, "kubernetes.io/metadata.name");
     assert_eq!(expr.operator, "NotIn");
     for ns in ["kube-system", "kube-node-lease", "tollgate"] {
-        assert!(expr.values.as_ref().unwrap().iter().any(|v| v == ns), "{ns}");
+        assert!(
+            expr.values.as_ref().unwrap().iter().any(|v| v == ns),
+            "{ns}"
+        );
     }
 }
 
@@ -84,7 +97,10 @@ fn webhook_configurations_route_every_judged_kind() {
     assert_eq!(m.failure_policy.as_deref(), Some("Fail"));
     assert!(m.timeout_seconds.unwrap() <= 5);
     assert_eq!(m.reinvocation_policy.as_deref(), Some("IfNeeded"));
-    assert_eq!(m.client_config.service.as_ref().unwrap().path.as_deref(), Some("/mutate"));
+    assert_eq!(
+        m.client_config.service.as_ref().unwrap().path.as_deref(),
+        Some("/mutate")
+    );
     assert!(!m.client_config.ca_bundle.as_ref().unwrap().0.is_empty());
     excludes_system_namespaces(&m.namespace_selector);
     let mutated = resources(&m.rules);
@@ -94,14 +110,20 @@ fn webhook_configurations_route_every_judged_kind() {
     assert_eq!(v.admission_review_versions, ["v1"]);
     assert_eq!(v.side_effects, "None");
     assert!(v.timeout_seconds.unwrap() <= 5);
-    assert_eq!(v.client_config.service.as_ref().unwrap().path.as_deref(), Some("/validate"));
+    assert_eq!(
+        v.client_config.service.as_ref().unwrap().path.as_deref(),
+        Some("/validate")
+    );
     excludes_system_namespaces(&v.namespace_selector);
     let validated = resources(&v.rules);
     assert!(validated.contains(&"/pods/*".to_owned()));
     assert!(validated.contains(&"/namespaces".to_owned()));
     for kind in WORKLOADS {
         assert!(mutated.iter().any(|r| r == kind), "mutating misses {kind}");
-        assert!(validated.iter().any(|r| r == kind), "validating misses {kind}");
+        assert!(
+            validated.iter().any(|r| r == kind),
+            "validating misses {kind}"
+        );
     }
 }
 
@@ -123,14 +145,25 @@ fn the_webhook_deployment_passes_restricted_with_a_valid_config() {
     );
     let manifest = root().join("examples/webhook-configuration/deployment.yaml");
     let out = Command::new(binary())
-        .args(["check", "--no-mutate", "--pod-security", "restricted", "--config"])
+        .args([
+            "check",
+            "--no-mutate",
+            "--pod-security",
+            "restricted",
+            "--config",
+        ])
         .arg(&config)
         .arg("-f")
         .arg(&manifest)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.contains("Deployment \"tollgate-webhook\" in namespace \"tollgate\": allowed\n"),
         "{stdout}"

@@ -43,7 +43,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(answer["response"]["uid"].as_str(), Some(request.uid.as_str()));
         assert_eq!(answer["response"]["allowed"].as_bool(), Some(evaluation.allowed()));
         if !evaluation.patch.is_empty() {
-            let mut object = request.object.clone().expect("a patch needs an object");
+            let mut object = request
+                .object
+                .as_ref()
+                .expect("a patch needs an object")
+                .value()
+                .clone();
             json_patch::patch(&mut object, &evaluation.patch).expect("the patch applies");
         }
         if let Some(denial) = evaluation.denial() {

@@ -8,7 +8,6 @@
 //! holds the current snapshot and swaps in a new one atomically, so a
 //! request always sees one whole policy set, read once.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -26,6 +25,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub mod labels;
 mod message;
 mod mutation;
+mod object;
 pub mod offline;
 mod pod_security;
 mod request;
@@ -33,6 +33,7 @@ mod request;
 pub use labels::{LabelError, Mode, NamespacePolicy};
 pub use message::{MAX_WARNING_CHARS, MAX_WARNINGS_TOTAL_CHARS};
 pub use mutation::{DefaultsMutation, DefaultsScope, secure_defaults};
+pub use object::Object;
 pub use pod_security::PodSecurityEvaluator;
 pub use request::{
     AdmissionRequest, GroupVersionKind, GroupVersionResource, Operation, UserInfo, workload_group,
@@ -48,8 +49,9 @@ pub struct Context<'a> {
     /// The request.
     pub request: &'a AdmissionRequest,
     /// The object to judge: the request's object, or during mutation the
-    /// object with earlier evaluators' patches applied.
-    pub object: Option<&'a Value>,
+    /// object with earlier evaluators' patches applied. [`Object::value`]
+    /// parses it (once per request).
+    pub object: Option<&'a Object>,
     /// The object's pod spec and metadata, when it is a workload.
     pub workload: Option<&'a Workload>,
     /// The old object's, on UPDATE of a workload.
@@ -176,9 +178,9 @@ pub struct Denial {
 }
 
 impl Evaluation {
-    fn new(request: &AdmissionRequest) -> Evaluation {
+    fn new(request: &AdmissionRequest, workload: Option<&Workload>) -> Evaluation {
         Evaluation {
-            subject: Subject::of(request),
+            subject: Subject::of(request, workload),
             ..Evaluation::default()
         }
     }
@@ -186,7 +188,7 @@ impl Evaluation {
     fn failed(request: &AdmissionRequest, failure: Failure) -> Evaluation {
         Evaluation {
             failure: Some(failure),
-            ..Evaluation::new(request)
+            ..Evaluation::new(request, None)
         }
     }
 
@@ -237,14 +239,28 @@ impl Evaluation {
 }
 
 impl Subject {
-    fn of(request: &AdmissionRequest) -> Subject {
-        let meta = request.object.as_ref().and_then(|o| o.get("metadata"));
-        let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
+    fn of(request: &AdmissionRequest, workload: Option<&Workload>) -> Subject {
+        let (name, generate_name) = match (workload, request.name.is_empty()) {
+            (_, false) => (None, None),
+            (Some(w), true) => (w.metadata.name.clone(), w.metadata.generate_name.clone()),
+            (None, true) => {
+                let meta = request
+                    .object
+                    .as_ref()
+                    .and_then(|o| o.value().get("metadata"));
+                let field = |k: &str| {
+                    meta.and_then(|m| m.get(k))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                };
+                (field("name"), field("generateName"))
+            }
+        };
         let name = if !request.name.is_empty() {
             request.name.clone()
-        } else if let Some(n) = field("name").filter(|n| !n.is_empty()) {
-            n.to_owned()
-        } else if let Some(g) = field("generateName").filter(|g| !g.is_empty()) {
+        } else if let Some(n) = name.filter(|n| !n.is_empty()) {
+            n
+        } else if let Some(g) = generate_name.filter(|g| !g.is_empty()) {
             format!("{g}*")
         } else {
             String::new()
@@ -379,20 +395,16 @@ fn bad_request(message: String) -> Failure {
 
 fn parse_workload(
     kind: WorkloadKind,
-    object: Option<&Value>,
+    object: Option<&Object>,
     what: &str,
 ) -> Result<Option<Workload>, Failure> {
     let Some(object) = object else {
         return Ok(None);
     };
-    let object_kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-    if object_kind != kind.as_str() {
-        return Err(bad_request(format!(
-            "request.{what}: kind {object_kind:?} does not match the request's kind {:?}",
-            kind.as_str()
-        )));
-    }
-    Workload::from_object(object).map_err(|e| bad_request(format!("request.{what}: {e}")))
+    object
+        .workload(kind)
+        .map(Some)
+        .map_err(|e| bad_request(format!("request.{what}: {e}")))
 }
 
 impl Snapshot {
@@ -458,7 +470,7 @@ impl Snapshot {
                     .push(error_violation(evaluator.policy_set(), &err));
             }
         }
-        let mut evaluation = Evaluation::new(request);
+        let mut evaluation = Evaluation::new(request, prepared.workload.as_ref());
         evaluation.absorb(findings);
         evaluation
     }
@@ -472,68 +484,60 @@ impl Snapshot {
             Err(f) => return Evaluation::failed(request, f),
         };
         let namespace = self.namespace(request);
-        let mut evaluation = Evaluation::new(request);
+        let mut evaluation = Evaluation::new(request, prepared.workload.as_ref());
         let Some(original) = request.object.as_ref() else {
             return evaluation;
         };
-        let mut object: Cow<'_, Value> = Cow::Borrowed(original);
+        let internal = |message: String| Failure {
+            code: 500,
+            reason: "InternalError",
+            message,
+        };
+        let mut patched: Option<Object> = None;
         let mut workload = prepared.workload;
         let mut findings = Findings::default();
         for evaluator in self.active(options) {
+            let current = patched.as_ref().unwrap_or(original);
             let ctx = Context {
                 request,
-                object: Some(object.as_ref()),
+                object: Some(current),
                 workload: workload.as_ref(),
                 old_workload: prepared.old_workload.as_ref(),
                 namespace: namespace.as_deref(),
             };
+            let set = evaluator.policy_set().as_str();
             let ops = match evaluator.mutate(&ctx, &mut findings) {
+                Ok(ops) if ops.is_empty() => continue,
                 Ok(ops) => ops,
                 Err(err) => {
-                    evaluation.failure = Some(Failure {
-                        code: 500,
-                        reason: "InternalError",
-                        message: format!(
-                            "{} could not compute its mutation: {err}",
-                            evaluator.policy_set().as_str()
-                        ),
-                    });
+                    evaluation.failure = Some(internal(format!(
+                        "{set} could not compute its mutation: {err}"
+                    )));
                     return evaluation;
                 }
             };
-            if ops.is_empty() {
-                continue;
-            }
-            let target = object.to_mut();
-            if let Err(err) = json_patch::patch(target, &ops) {
-                evaluation.failure = Some(Failure {
-                    code: 500,
-                    reason: "InternalError",
-                    message: format!(
-                        "{} produced a patch that does not apply: {err}",
-                        evaluator.policy_set().as_str()
-                    ),
-                });
+            let mut value = current.value().clone();
+            if let Err(err) = json_patch::patch(&mut value, &ops) {
+                evaluation.failure = Some(internal(format!(
+                    "{set} produced a patch that does not apply: {err}"
+                )));
                 return evaluation;
             }
             evaluation.patch.extend(ops);
+            let next = Object::from_value(value);
             if let Some(kind) = workload.as_ref().map(|w| w.kind) {
-                workload = match parse_workload(kind, Some(object.as_ref()), "object") {
+                workload = match parse_workload(kind, Some(&next), "object") {
                     Ok(w) => w,
                     Err(f) => {
-                        evaluation.failure = Some(Failure {
-                            code: 500,
-                            reason: "InternalError",
-                            message: format!(
-                                "{} produced an invalid object: {}",
-                                evaluator.policy_set().as_str(),
-                                f.message
-                            ),
-                        });
+                        evaluation.failure = Some(internal(format!(
+                            "{set} produced an invalid object: {}",
+                            f.message
+                        )));
                         return evaluation;
                     }
                 };
             }
+            patched = Some(next);
         }
         evaluation.absorb(findings);
         evaluation

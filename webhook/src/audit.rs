@@ -39,10 +39,13 @@ pub fn event(
         agent: None,
     };
     let object = request.object.as_ref().or(request.old_object.as_ref());
+    let mut annotations = object
+        .map(|o| o.annotations(&[OWNER, TIER, ONCALL]))
+        .unwrap_or_default();
     let ownership = Ownership {
-        owner: annotation(object, OWNER),
-        tier: annotation(object, TIER),
-        oncall: annotation(object, ONCALL),
+        owner: annotations.remove(OWNER),
+        tier: annotations.remove(TIER),
+        oncall: annotations.remove(ONCALL),
     };
     let action = EventAction {
         protocol: "admission".to_owned(),
@@ -185,26 +188,6 @@ fn violation(v: &Violation) -> Value {
         "container": v.container,
         "controls": v.controls.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })
-}
-
-fn annotation(object: Option<&Value>, key: &str) -> Option<String> {
-    let object = object?;
-    let direct = object
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(key))
-        .and_then(Value::as_str);
-    // Fall back to the pod template's (a Deployment annotated only there).
-    let template = || {
-        ["/spec/template", "/spec/jobTemplate/spec/template"]
-            .iter()
-            .find_map(|p| {
-                object
-                    .pointer(&format!("{p}/metadata/annotations"))
-                    .and_then(|a| a.get(key))
-                    .and_then(Value::as_str)
-            })
-    };
-    direct.or_else(template).map(str::to_owned)
 }
 
 fn non_empty(s: &str) -> Option<String> {

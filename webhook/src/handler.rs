@@ -39,7 +39,7 @@ pub fn decide(
 /// The admission handler.
 pub struct Admission {
     engine: Arc<Engine>,
-    recorder: Arc<dyn Recorder>,
+    recorder: Option<Arc<dyn Recorder>>,
     metrics: Arc<Metrics>,
     max_json_depth: usize,
     audit_policy: AuditFailurePolicy,
@@ -57,10 +57,11 @@ impl std::fmt::Debug for Admission {
 }
 
 impl Admission {
-    /// A handler over `engine`, recording into `recorder`.
+    /// A handler over `engine`, recording every decision into `recorder`
+    /// (`None`: auditing off, and no event is even built).
     pub fn new(
         engine: Arc<Engine>,
-        recorder: Arc<dyn Recorder>,
+        recorder: Option<Arc<dyn Recorder>>,
         metrics: Arc<Metrics>,
         settings: &Settings,
     ) -> Admission {
@@ -95,8 +96,14 @@ impl Admission {
             }
         };
         drop(snapshot);
-        let event = audit::event(endpoint, &request, &evaluation, started.elapsed());
-        let audit_denial = self.record(event).await.and_then(|err| {
+        let audit_denial = match &self.recorder {
+            None => None,
+            Some(recorder) => {
+                let event = audit::event(endpoint, &request, &evaluation, started.elapsed());
+                self.record(recorder.as_ref(), event).await
+            }
+        };
+        let audit_denial = audit_denial.and_then(|err| {
             evaluation.allowed().then(|| StatusOut {
                 code: 503,
                 message: format!(
@@ -113,8 +120,12 @@ impl Admission {
 
     /// Records the event per the audit failure policy; returns the failure
     /// that must refuse the request, if any.
-    async fn record(&self, event: tollgate_audit::Event) -> Option<String> {
-        let future = self.recorder.record(event);
+    async fn record(
+        &self,
+        recorder: &dyn Recorder,
+        event: tollgate_audit::Event,
+    ) -> Option<String> {
+        let future = recorder.record(event);
         match self.audit_policy {
             AuditFailurePolicy::Fail => {
                 match tokio::time::timeout(self.audit_timeout, future).await {

@@ -64,52 +64,59 @@ impl ReviewError {
     }
 }
 
+/// The review, read in one pass (objects inside stay raw JSON).
+#[derive(serde::Deserialize)]
+struct Envelope {
+    #[serde(default, rename = "apiVersion")]
+    api_version: Option<Value>,
+    #[serde(default)]
+    kind: Option<Value>,
+    #[serde(default)]
+    request: Option<AdmissionRequest>,
+}
+
 /// Decodes an AdmissionReview body, refusing JSON nested deeper than
-/// `max_depth` before parsing it.
+/// `max_depth` before parsing it. Objects in the request stay raw JSON
+/// until a policy reads them.
 pub fn decode(body: &[u8], max_depth: usize) -> Result<AdmissionRequest, ReviewError> {
     check_depth(body, max_depth)?;
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| ReviewError::MalformedJson(e.to_string()))?;
-    let Value::Object(mut review) = value else {
-        return Err(ReviewError::NotAnObject);
-    };
-    let text = |v: Option<&Value>| match v {
-        Some(Value::String(s)) => s.clone(),
+    let starts_an_object = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    if !starts_an_object {
+        // Serde would read a JSON array as the envelope's fields in order.
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => ReviewError::NotAnObject,
+                Err(e) => ReviewError::MalformedJson(e.to_string()),
+            },
+        );
+    }
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ReviewError::InvalidRequest(e.to_string()),
+        _ => ReviewError::MalformedJson(e.to_string()),
+    })?;
+    let text = |v: Option<Value>| match v {
+        Some(Value::String(s)) => s,
         Some(other) => other.to_string(),
         None => String::new(),
     };
-    let api_version = text(review.get("apiVersion"));
+    let api_version = text(envelope.api_version);
     if api_version != API_VERSION {
         return Err(ReviewError::WrongApiVersion(api_version));
     }
-    let kind = text(review.get("kind"));
+    let kind = text(envelope.kind);
     if kind != KIND {
         return Err(ReviewError::WrongKind(kind));
     }
-    let request = match review.remove("request") {
-        None | Some(Value::Null) => return Err(ReviewError::MissingRequest),
-        Some(r @ Value::Object(_)) => r,
-        Some(_) => {
-            return Err(ReviewError::InvalidRequest(
-                "request must be an object".into(),
-            ));
-        }
+    let Some(request) = envelope.request else {
+        return Err(ReviewError::MissingRequest);
     };
-    match request.get("uid") {
-        Some(Value::String(uid)) if !uid.is_empty() => {}
-        Some(Value::String(_)) | None | Some(Value::Null) => return Err(ReviewError::MissingUid),
-        Some(_) => {
-            return Err(ReviewError::InvalidRequest(
-                "request.uid must be a string".into(),
-            ));
-        }
+    if request.uid.is_empty() {
+        return Err(ReviewError::MissingUid);
     }
-    if request.get("operation").is_none() {
-        return Err(ReviewError::InvalidRequest(
-            "request.operation is missing".into(),
-        ));
-    }
-    serde_json::from_value(request).map_err(|e| ReviewError::InvalidRequest(e.to_string()))
+    Ok(request)
 }
 
 /// Refuses JSON that nests arrays and objects deeper than `max`, in one

@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
-use tollgate_audit::{Discard, Recorder};
+use tollgate_audit::Recorder;
 use tollgate_policies::engine::Engine;
 
 use crate::handler::Admission;
@@ -42,7 +42,7 @@ const TLS_HANDSHAKE: u8 = 0x16;
 pub struct Webhook {
     settings: Settings,
     engine: Arc<Engine>,
-    recorder: Arc<dyn Recorder>,
+    recorder: Option<Arc<dyn Recorder>>,
     metrics: Arc<Metrics>,
     handler: Option<Arc<dyn AdmissionHandler>>,
 }
@@ -79,12 +79,13 @@ impl std::fmt::Debug for Bound {
 
 impl Webhook {
     /// A webhook serving `engine`'s decisions with `settings`. Auditing is
-    /// off ([`Discard`]) until a recorder is set.
+    /// off (as with `tollgate_audit::Discard`, without building events)
+    /// until a recorder is set.
     pub fn new(settings: Settings, engine: Arc<Engine>) -> Webhook {
         Webhook {
             settings,
             engine,
-            recorder: Arc::new(Discard),
+            recorder: None,
             metrics: Metrics::new(),
             handler: None,
         }
@@ -92,7 +93,7 @@ impl Webhook {
 
     /// Records every admission decision into `recorder`.
     pub fn recorder(mut self, recorder: Arc<dyn Recorder>) -> Webhook {
-        self.recorder = recorder;
+        self.recorder = Some(recorder);
         self
     }
 

@@ -7,7 +7,7 @@ use json_patch::PatchOperation;
 use serde::Deserialize as _;
 use serde_json::Value;
 
-use super::{AdmissionRequest, Evaluation, Failure, Options, Snapshot};
+use super::{AdmissionRequest, Evaluation, Failure, Object, Options, Snapshot};
 
 /// Lists nested deeper than this are refused (a `List` of `List`s ...).
 const MAX_LIST_DEPTH: usize = 8;
@@ -132,12 +132,14 @@ pub fn check_object(
             };
         }
         if !mutated.patch.is_empty()
-            && let Some(object) = request.object.as_mut()
+            && let Some(object) = request.object.take()
         {
+            let mut value = object.into_value();
             // The engine checked that its patch applies.
-            if json_patch::patch(object, &mutated.patch).is_ok() {
+            if json_patch::patch(&mut value, &mutated.patch).is_ok() {
                 mutation = mutated.patch;
             }
+            request.object = Some(Object::from_value(value));
         }
     }
     Checked {

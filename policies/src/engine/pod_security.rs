@@ -28,7 +28,8 @@ use crate::{EnforcementAction, Level, LevelVersion, PolicySet, Violation, Worklo
 
 use super::labels::{self, LabelError, Mode, NamespacePolicy};
 use super::{
-    Context, DefaultsMutation, DefaultsScope, EvalError, Exemption, Findings, Operation, PssChecker,
+    Context, DefaultsMutation, DefaultsScope, EvalError, Exemption, Findings, Object, Operation,
+    PssChecker,
 };
 
 /// Pod subresources that never change what Pod Security judges.
@@ -184,7 +185,7 @@ impl PodSecurityEvaluator {
         if self.fixed.is_some() {
             return;
         }
-        let new_labels = object_labels(ctx.object);
+        let new_labels = object_labels(ctx.object.map(Object::value));
         let (_, new_errors) = NamespacePolicy::from_labels(&new_labels, self.cluster_defaults);
         for key in labels::unknown_labels(&new_labels) {
             findings.warnings.push(format!(
@@ -194,7 +195,7 @@ impl PodSecurityEvaluator {
         let refuse = match ctx.request.operation {
             Operation::Create => !new_errors.is_empty(),
             Operation::Update => {
-                let old_labels = object_labels(ctx.request.old_object.as_ref());
+                let old_labels = object_labels(ctx.request.old_object.as_ref().map(Object::value));
                 let (_, old_errors) =
                     NamespacePolicy::from_labels(&old_labels, self.cluster_defaults);
                 !new_errors.is_empty() && new_errors != old_errors

@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Object;
 use crate::WorkloadKind;
 
 /// An admission request.
@@ -49,10 +50,10 @@ pub struct AdmissionRequest {
     pub user_info: UserInfo,
     /// The object as it would be stored (absent on DELETE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub object: Option<Value>,
+    pub object: Option<Object>,
     /// The existing object (UPDATE and DELETE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_object: Option<Value>,
+    pub old_object: Option<Object>,
     /// True when the request will not be persisted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
@@ -225,7 +226,7 @@ impl AdmissionRequest {
             name,
             namespace,
             operation: Operation::Create,
-            object: Some(object),
+            object: Some(Object::from_value(object)),
             ..AdmissionRequest::default()
         })
     }

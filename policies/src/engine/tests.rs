@@ -401,7 +401,7 @@ fn mutation_patches_chain_and_apply_to_the_original() {
     let eval = snapshot.mutate(&request, &Options::default());
     assert!(eval.allowed());
     assert_eq!(eval.patch.len(), 1);
-    let mut object = request.object.clone().unwrap();
+    let mut object = request.object.clone().unwrap().into_value();
     json_patch::patch(&mut object, &eval.patch).unwrap();
     assert_eq!(
         object["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
@@ -409,7 +409,7 @@ fn mutation_patches_chain_and_apply_to_the_original() {
     );
     // Idempotent: the mutated object needs no further patch.
     let mut again = request.clone();
-    again.object = Some(object);
+    again.object = Some(Object::from_value(object));
     assert!(
         snapshot
             .mutate(&again, &Options::default())
@@ -426,6 +426,6 @@ fn the_built_in_mutation_and_checker_are_wired() {
     let request = deployment_request(false);
     let eval = snapshot.mutate(&request, &Options::default());
     assert!(eval.failure.is_none());
-    let mut object = request.object.clone().unwrap();
+    let mut object = request.object.clone().unwrap().into_value();
     json_patch::patch(&mut object, &eval.patch).unwrap();
 }

@@ -75,7 +75,7 @@ fn harness_with(recorder: Arc<dyn Recorder>, settings: Settings) -> Harness {
         .build();
     let engine = Arc::new(Engine::new(snapshot));
     let metrics = Metrics::new();
-    let admission = Admission::new(engine, recorder, Arc::clone(&metrics), &settings);
+    let admission = Admission::new(engine, Some(recorder), Arc::clone(&metrics), &settings);
     Harness {
         service: Service::new(Arc::new(admission), Arc::clone(&metrics), &settings.limits),
         metrics,
