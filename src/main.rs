@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod config;
 
 /// Tollgate: the enforcement layer for AI agents on Kubernetes.
 #[derive(Debug, Parser)]

@@ -7,8 +7,12 @@
 pub mod authority;
 pub mod error;
 pub mod pem;
+pub mod reload;
+pub mod state;
 pub mod tls;
 
 pub use authority::{Authority, CertifiedPair, not_after, save_serving};
 pub use error::CertError;
+pub use reload::{ReloadOutcome, ReloadingResolver, WatchHandle};
+pub use state::{Lifetimes, ServingState, ensure_serving, issue_bundle};
 pub use tls::{certified_key, client_config, server_config};

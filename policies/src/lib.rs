@@ -6,7 +6,9 @@
 //! does no I/O of its own: callers hand it parsed objects and get typed
 //! [`verdict::Verdict`]s back, which keeps it trivial to test and to fuzz.
 
+pub mod config;
 pub mod defaults;
+pub mod engine;
 pub mod error;
 pub mod gatekeeper;
 pub mod level;

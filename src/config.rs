@@ -1,0 +1,137 @@
+//! The config file (`--config FILE`): one YAML document,
+//! `apiVersion: tollgate.dev/v1alpha1`, `kind: TollgateConfig`, with a
+//! section per part of Tollgate (`webhook:`, `policy:`). Every section and
+//! field is optional; unknown fields are errors that name the file, the
+//! field and its line.
+
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+use tollgate_policies::config::PolicyConfig;
+use tollgate_webhook::Settings;
+
+/// The config file's `apiVersion`.
+pub const API_VERSION: &str = "tollgate.dev/v1alpha1";
+/// The config file's `kind`.
+pub const KIND: &str = "TollgateConfig";
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TollgateConfig {
+    /// Must be [`API_VERSION`].
+    #[serde(default)]
+    pub api_version: String,
+    /// Must be [`KIND`].
+    #[serde(default)]
+    pub kind: String,
+    /// The admission webhook server.
+    #[serde(default)]
+    pub webhook: Settings,
+    /// The policies the webhook and `tollgate check` evaluate.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+impl TollgateConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> anyhow::Result<TollgateConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parses and checks config text.
+    pub fn parse(text: &str) -> anyhow::Result<TollgateConfig> {
+        let config: TollgateConfig =
+            yaml_serde::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if config.api_version != API_VERSION {
+            bail!(
+                "apiVersion: expected {API_VERSION:?}, found {:?}",
+                config.api_version
+            );
+        }
+        if config.kind != KIND {
+            bail!("kind: expected {KIND:?}, found {:?}", config.kind);
+        }
+        config
+            .policy
+            .validate()
+            .map_err(|e| anyhow::anyhow!("policy.{e}"))?;
+        config
+            .webhook
+            .validate()
+            .map_err(|e| anyhow::anyhow!("webhook.{e}"))?;
+        Ok(config)
+    }
+
+    /// The config used without `--config`: every default.
+    pub fn builtin() -> TollgateConfig {
+        TollgateConfig {
+            api_version: API_VERSION.to_owned(),
+            kind: KIND.to_owned(),
+            ..TollgateConfig::default()
+        }
+    }
+
+    /// Loads `path`, or the built-in config when there is none.
+    pub fn load_or_builtin(path: Option<&Path>) -> anyhow::Result<TollgateConfig> {
+        match path {
+            Some(p) => Self::load(p),
+            None => Ok(Self::builtin()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_differs_from_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/tollgate.yaml");
+        let config = TollgateConfig::load(&path).unwrap();
+        assert_ne!(config.policy, PolicyConfig::default());
+        assert_ne!(config.webhook, Settings::default());
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_line() {
+        let cases = [
+            (
+                "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\nwebhok: {}\n",
+                "unknown field `webhok`",
+            ),
+            (
+                "apiVersion: tollgate.dev/v1\nkind: TollgateConfig\n",
+                "apiVersion: expected",
+            ),
+            (
+                "apiVersion: tollgate.dev/v1alpha1\nkind: Config\n",
+                "kind: expected",
+            ),
+            (
+                "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\npolicy:\n  podSecurity:\n    enforce: {level: strict}\n",
+                "line 5",
+            ),
+            (
+                "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\nwebhook:\n  limits: {bodyReadTimeout: 10}\n",
+                "invalid duration",
+            ),
+            (
+                "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\nwebhook:\n  tls: {certFile: a.crt}\n",
+                "webhook.tls.keyFile: is required with tls.certFile",
+            ),
+            (
+                "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\npolicy:\n  podSecurity:\n    warn: {kinds: []}\n",
+                "policy.podSecurity.warn.kinds",
+            ),
+            ("- a\n- b\n", "invalid type"),
+        ];
+        for (text, want) in cases {
+            let err = format!("{:#}", TollgateConfig::parse(text).unwrap_err());
+            assert!(err.contains(want), "{text:?}: {err} should mention {want}");
+        }
+    }
+}
