@@ -6,9 +6,11 @@
 
 pub mod authority;
 pub mod error;
+pub mod intercept;
 pub mod pem;
 pub mod tls;
 
 pub use authority::{Authority, CertifiedPair, not_after, save_serving};
 pub use error::CertError;
+pub use intercept::Interceptor;
 pub use tls::{certified_key, client_config, server_config};

@@ -6,6 +6,7 @@
 //! does no I/O of its own: callers hand it parsed objects and get typed
 //! [`verdict::Verdict`]s back, which keeps it trivial to test and to fuzz.
 
+pub mod action;
 pub mod error;
 pub mod level;
 pub mod namespace;
