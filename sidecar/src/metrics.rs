@@ -195,7 +195,7 @@ impl Collector for LimitCollector {
         }
         {
             let mut family = encoder.encode_descriptor(
-                "tollgate_sidecar_limit_used",
+                "limit_used",
                 "Estimated use of each rule's rate limit (requests) or token budget (tokens) over its window",
                 None,
                 MetricType::Gauge,
@@ -209,7 +209,7 @@ impl Collector for LimitCollector {
             }
         }
         let mut family = encoder.encode_descriptor(
-            "tollgate_sidecar_limit",
+            "limit",
             "Each rule's rate limit (requests) or token budget (tokens) per window",
             None,
             MetricType::Gauge,
