@@ -3,6 +3,13 @@
 //! shapes, because no kube-apiserver can run here. `get pods` is allowed,
 //! `delete` and `exec` are denied with a Kubernetes `Status` kubectl
 //! prints, and each decision is audited with its verb and resource.
+// Test code: a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 #[path = "support_sidecar/mod.rs"]
 mod support;

@@ -4,6 +4,13 @@
 //! the tool's result, denied ones surface as `McpError` with the rule's
 //! reason, argument constraints bite, and the audit log holds exactly one
 //! event per call.
+// Test code: a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 #[path = "support_sidecar/mod.rs"]
 mod support;

@@ -4,6 +4,13 @@
 //! sidecar verifies the upstream against a test CA. The upstream is a
 //! loopback stub LLM (no model runs here) that reports token usage, plain
 //! and streamed; the token budget is enforced on that reported usage.
+// Test code: a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 #[path = "support_sidecar/mod.rs"]
 mod support;

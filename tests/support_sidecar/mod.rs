@@ -2,6 +2,13 @@
 //! binary started with a policy on loopback, its audit log and metrics, stub
 //! upstreams (plain and TLS), and helpers to run the Python SDK clients.
 #![allow(dead_code)]
+// Test support: a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 pub mod kube;
 pub mod upstream;
@@ -83,17 +90,22 @@ impl Sidecar {
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut cmd = Command::new(bin());
         cmd.arg("sidecar")
-            .arg("--policy")
-            .arg(&policy_path)
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--metrics-listen")
-            .arg(metrics.to_string())
-            .arg("--audit-log")
-            .arg(&audit)
-            .arg("--policy-poll")
-            .arg("200ms")
-            .args(extra)
+            .arg(metrics.to_string());
+        // Defaults the test did not override.
+        let defaults = [
+            ("--policy", policy_path.to_str().unwrap()),
+            ("--audit-log", audit.to_str().unwrap()),
+            ("--policy-poll", "200ms"),
+        ];
+        for (flag, value) in defaults {
+            if !extra.contains(&flag) {
+                cmd.arg(flag).arg(value);
+            }
+        }
+        cmd.args(extra)
             .env("RUST_LOG", "info")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("HTTP_PROXY")
@@ -212,11 +224,12 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), Str
 
 /// Sends `req` over a fresh HTTP/1.1 connection to `addr` (the request's
 /// URI is written as given: absolute-form makes it a proxy request).
-pub async fn send(
+pub async fn send<B: Into<bytes::Bytes>>(
     addr: SocketAddr,
-    req: http::Request<String>,
+    req: http::Request<B>,
 ) -> Result<(u16, http::HeaderMap, bytes::Bytes), String> {
     use http_body_util::BodyExt;
+    let req = req.map(|b| http_body_util::Full::new(b.into()));
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
