@@ -155,6 +155,10 @@ async fn kubectl_get_allowed_delete_and_exec_denied() {
         "{seen:?}"
     );
 
+    // The audit log is written asynchronously: wait for the last decision.
+    sidecar
+        .events_where(1, |e| e["action"]["attributes"]["subresource"] == "exec")
+        .await;
     let events = sidecar.events();
     let find = |verb: &str, sub: Option<&str>| {
         events

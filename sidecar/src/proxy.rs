@@ -286,7 +286,7 @@ pub async fn handle(
                 .as_deref()
                 .unwrap_or(rule_for_default(policy.is_some())),
             reason: &d.reason,
-            retry_after: (status == StatusCode::TOO_MANY_REQUESTS).then_some(60),
+            retry_after: d.retry_after.map(|r| r.as_secs()),
         };
         return refuse(shape, &refusal);
     }

@@ -3,8 +3,9 @@
 //! health listener, and graceful shutdown.
 
 use std::convert::Infallible;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,10 +94,16 @@ async fn serve_connection(
     watcher: Watcher,
 ) {
     shared.metrics.connections.inc();
-    let stream = Arc::new(stream);
+    // A second handle on the socket, to answer a slow client after hyper
+    // has given up on the connection.
+    let answer = stream
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::net::TcpStream::from);
     let mid_request = Arc::new(AtomicBool::new(false));
-    let io = SharedTcp {
-        stream: Arc::clone(&stream),
+    let io = TrackedTcp {
+        inner: stream,
         mid_request: Arc::clone(&mid_request),
     };
     let conn = Arc::new(Conn { peer, tunnel: None });
@@ -115,7 +122,7 @@ async fn serve_connection(
             .downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_timeout);
         if header_timeout && mid_request.load(Ordering::Relaxed) {
-            slow_client(&shared, &stream, peer).await;
+            slow_client(&shared, answer, peer).await;
         } else {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
@@ -125,7 +132,7 @@ async fn serve_connection(
 
 /// A client started a request but did not finish its headers in time:
 /// answer 408 and record it. (An idle keep-alive connection is just closed.)
-async fn slow_client(shared: &Shared, stream: &TcpStream, peer: SocketAddr) {
+async fn slow_client(shared: &Shared, answer: Option<std::net::TcpStream>, peer: SocketAddr) {
     let timeout = shared.config.timeouts.header;
     let reason = format!("request headers not received within {timeout:?}");
     let body = serde_json::json!({
@@ -142,21 +149,24 @@ async fn slow_client(shared: &Shared, stream: &TcpStream, peer: SocketAddr) {
         "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    let mut written = 0;
-    let bytes = response.as_bytes();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
-    while written < bytes.len() {
-        if tokio::time::timeout_at(deadline, stream.writable())
-            .await
-            .is_err()
-        {
-            break;
+    if let Some(mut socket) = answer {
+        // The socket is non-blocking; the answer is small enough for the
+        // send buffer of a connection that has received nothing.
+        let bytes = response.as_bytes();
+        let mut written = 0;
+        for _ in 0..20 {
+            match socket.write(bytes.get(written..).unwrap_or_default()) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(_) => break,
+            }
+            if written >= bytes.len() {
+                break;
+            }
         }
-        match stream.try_write(bytes.get(written..).unwrap_or_default()) {
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => break,
-        }
+        let _ = socket.shutdown(std::net::Shutdown::Both);
     }
     let action = Action::http(Target {
         method: String::new(),
@@ -176,86 +186,59 @@ async fn slow_client(shared: &Shared, stream: &TcpStream, peer: SocketAddr) {
         .await;
 }
 
-/// A TCP stream shared with the connection task, so it can still answer
-/// after hyper gave up on it; it notes whether a request is half-received
+/// The client's TCP stream, noting whether a request is half-received
 /// (bytes read since the last write).
-struct SharedTcp {
-    stream: Arc<TcpStream>,
+struct TrackedTcp {
+    inner: TcpStream,
     mid_request: Arc<AtomicBool>,
 }
 
-impl AsyncRead for SharedTcp {
+impl AsyncRead for TrackedTcp {
     fn poll_read(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match self.stream.try_read(unfilled) {
-                Ok(n) => {
-                    if n > 0 {
-                        self.mid_request.store(true, Ordering::Relaxed);
-                    }
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            self.mid_request.store(true, Ordering::Relaxed);
         }
+        Poll::Ready(Ok(()))
     }
 }
 
-impl AsyncWrite for SharedTcp {
+impl AsyncWrite for TrackedTcp {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write(buf) {
-                Ok(n) => {
-                    self.mid_request.store(false, Ordering::Relaxed);
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
+        self.mid_request.store(false, Ordering::Relaxed);
+        Poll::Ready(Ok(n))
     }
 
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write_vectored(bufs) {
-                Ok(n) => {
-                    self.mid_request.store(false, Ordering::Relaxed);
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
+        self.mid_request.store(false, Ordering::Relaxed);
+        Poll::Ready(Ok(n))
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.inner.is_write_vectored()
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // The socket closes when the connection task drops its last handle.
-        Poll::Ready(Ok(()))
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -136,7 +136,7 @@ async fn connect_inner(
                 status,
                 rule: &decided.rule,
                 reason: &decided.reason,
-                retry_after: None,
+                retry_after: decision.retry_after.map(|r| r.as_secs()),
             },
         );
     }

@@ -3,7 +3,7 @@
 //! the time.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +74,8 @@ pub struct ActionDecision {
     pub reason: Arc<str>,
     /// The compliance controls the deciding rule evidences.
     pub controls: Arc<[String]>,
+    /// For rate limits and budgets: when the action may succeed again.
+    pub retry_after: Option<Duration>,
 }
 
 impl ActionDecision {
@@ -91,6 +93,7 @@ impl ActionDecision {
             rule_index: None,
             reason: reason.into(),
             controls: Arc::from(Vec::new()),
+            retry_after: None,
         }
     }
 }
@@ -145,13 +148,15 @@ impl ActionPolicy {
                     "token budget of rule {:?} is used up: {} tokens per {:?}; wait for the window to pass or raise tokenBudget.tokens",
                     rule.name, budget.limit, budget.per
                 );
-                return self.decision(
+                let mut d = self.decision(
                     rule,
                     index,
                     Effect::Deny,
                     DecisionKind::BudgetExhausted,
                     reason.into(),
                 );
+                d.retry_after = Some(budget.retry_after(now));
+                return d;
             }
             if let Some(limit) = &rule.rate_limit
                 && !limit.try_acquire(now)
@@ -160,13 +165,15 @@ impl ActionPolicy {
                     "rate limit of rule {:?} exceeded: {} requests per {:?}; slow down or raise rateLimit.requests",
                     rule.name, limit.limit, limit.per
                 );
-                return self.decision(
+                let mut d = self.decision(
                     rule,
                     index,
                     Effect::Deny,
                     DecisionKind::RateLimited,
                     reason.into(),
                 );
+                d.retry_after = Some(limit.retry_after(now));
+                return d;
             }
             return self.decision(
                 rule,
@@ -207,6 +214,7 @@ impl ActionPolicy {
             rule_index: Some(index),
             reason,
             controls: Arc::clone(&rule.controls),
+            retry_after: None,
         }
     }
 }

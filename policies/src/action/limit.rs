@@ -127,6 +127,34 @@ impl Limiter {
         w.current = w.current.saturating_add(amount);
     }
 
+    /// How long until the estimate drops below the limit again (whole
+    /// seconds, at least one).
+    pub(crate) fn retry_after(&self, now: Instant) -> Duration {
+        let mut w = self.lock();
+        self.roll(&mut w, now);
+        let per = self.per.as_secs_f64();
+        // The estimate must come down to this: room for one request, or
+        // below the budget.
+        let target = match self.kind {
+            LimitKind::Requests => self.limit as f64 - 1.0,
+            LimitKind::Tokens => self.limit as f64,
+        };
+        let elapsed = w
+            .start
+            .map_or(0.0, |s| now.saturating_duration_since(s).as_secs_f64());
+        let (prev, cur) = (w.previous as f64, w.current as f64);
+        let wait = if cur > target {
+            // This window alone is over: wait for it to become the previous
+            // one, then for its weight to decay to the target.
+            (per - elapsed) + per * (1.0 - target / cur).max(0.0)
+        } else if prev > 0.0 {
+            (per * (1.0 - (target - cur) / prev) - elapsed).max(0.0)
+        } else {
+            0.0
+        };
+        Duration::from_secs(wait.ceil().max(1.0) as u64)
+    }
+
     /// The estimated use over the last window.
     pub(crate) fn used(&self, now: Instant) -> f64 {
         let mut w = self.lock();
@@ -153,6 +181,19 @@ mod tests {
         assert!(l.try_acquire(t0 + Duration::from_secs(40)));
         assert!(l.try_acquire(t0 + Duration::from_secs(40)));
         assert!(!l.try_acquire(t0 + Duration::from_secs(40)));
+    }
+
+    #[test]
+    fn retry_after_says_when_a_slot_frees() {
+        let t0 = Instant::now();
+        let l = Limiter::new(LimitKind::Requests, 2, Duration::from_secs(10));
+        assert!(l.try_acquire(t0));
+        assert!(l.try_acquire(t0));
+        // Full now: the window must pass, and its count decay to one.
+        let wait = l.retry_after(t0 + Duration::from_secs(4));
+        assert_eq!(wait, Duration::from_secs(11));
+        assert!(!l.try_acquire(t0 + Duration::from_secs(4) + wait - Duration::from_millis(1)));
+        assert!(l.try_acquire(t0 + Duration::from_secs(4) + wait + Duration::from_millis(1)));
     }
 
     #[test]
