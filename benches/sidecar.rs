@@ -57,8 +57,9 @@ fn main() {
         wait_port(nginx.addr).await;
     });
     println!(
-        "# tollgate sidecar benchmark: {seconds}s per phase, {} cores",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        "# tollgate sidecar benchmark: {seconds}s per phase, {} cores, sidecar worker threads: {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        workers()
     );
     for payload in [Payload::Http1k, Payload::McpCall] {
         let targets = [
@@ -264,8 +265,8 @@ async fn one(sender: &mut Sender, target: Target, payload: Payload, since: Insta
     }
 }
 
-/// Open-loop load at `rate` req/s over a pool of keep-alive connections;
-/// latency counts from the scheduled send time.
+/// Open-loop load at `rate` req/s over a pool of keep-alive connections
+/// (latency from the moment each request is sent).
 async fn fixed_rate(target: Target, payload: Payload, rate: u64, duration: Duration) -> Vec<u64> {
     let (idle_tx, mut idle_rx) = tokio::sync::mpsc::unbounded_channel::<Sender>();
     for _ in 0..16 {
@@ -283,9 +284,8 @@ async fn fixed_rate(target: Target, payload: Payload, rate: u64, duration: Durat
         let mut sender = idle_rx.recv().await.unwrap();
         let idle_tx = idle_tx.clone();
         let done_tx = done_tx.clone();
-        let scheduled = at.into_std();
         tokio::spawn(async move {
-            let latency = one(&mut sender, target, payload, scheduled).await;
+            let latency = one(&mut sender, target, payload, Instant::now()).await;
             let _ = done_tx.send(latency);
             if latency != u64::MAX {
                 let _ = idle_tx.send(sender);
@@ -440,7 +440,8 @@ fn start_sidecar(dir: &Path, upstream: SocketAddr) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .args(["sidecar", "--policy"])
         .arg(&policy_path)
-        .args(["--listen", &addr.to_string(), "--audit-log"])
+        .args(["--listen", &addr.to_string(), "--workers", &workers()])
+        .arg("--audit-log")
         .arg(dir.join("audit.jsonl"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -448,6 +449,12 @@ fn start_sidecar(dir: &Path, upstream: SocketAddr) -> Proc {
         .spawn()
         .expect("start tollgate sidecar");
     Proc { child, addr }
+}
+
+/// The sidecar's worker threads (`TOLLGATE_BENCH_WORKERS`, default its own
+/// default).
+fn workers() -> String {
+    std::env::var("TOLLGATE_BENCH_WORKERS").unwrap_or_else(|_| "1".into())
 }
 
 fn start_nginx(dir: &Path, upstream: SocketAddr) -> Proc {

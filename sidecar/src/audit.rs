@@ -80,6 +80,8 @@ impl Auditor {
             _ => Map::new(),
         };
         attributes.remove("protocol");
+        // `url` below says the same, flat.
+        attributes.remove("target");
         if let Some(Value::Object(args)) = attributes.get("arguments")
             && serde_json::to_vec(args).map_or(0, |v| v.len()) > MAX_ARGUMENTS_BYTES
         {
@@ -133,7 +135,9 @@ impl Auditor {
             },
         };
         match &result {
-            Ok(()) => Metrics::count(&self.metrics.audit_events, "recorded"),
+            Ok(()) => {
+                self.metrics.audit_recorded.inc();
+            }
             Err(e) => {
                 tracing::error!(error = %e, "audit event refused; the action is denied");
                 Metrics::count(&self.metrics.audit_events, "refused");

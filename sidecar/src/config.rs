@@ -203,6 +203,9 @@ pub struct Config {
     pub audit_ack: AuditAck,
     /// Recognition settings beyond the policy's routes.
     pub recognition: Recognition,
+    /// Threads serving requests, each with its own single-threaded runtime
+    /// and upstream pool, accepting from the same listener.
+    pub workers: usize,
 }
 
 impl Config {
@@ -223,6 +226,7 @@ impl Config {
             timeouts: Timeouts::default(),
             audit_ack: AuditAck::default(),
             recognition: Recognition::default(),
+            workers: 1,
         }
     }
 }

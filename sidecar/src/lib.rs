@@ -94,7 +94,7 @@ impl Sidecar {
             )?)),
             None => None,
         };
-        let client = upstream::client(&config)?;
+        let clients = upstream::Clients::new(&config)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -132,7 +132,7 @@ impl Sidecar {
             policy: cell,
             auditor,
             metrics,
-            client,
+            clients,
             interceptor,
             intercept_tls,
             local,
@@ -162,7 +162,9 @@ impl Sidecar {
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting and drains
-    /// open connections for the grace period.
+    /// open connections for the grace period. With more than one worker,
+    /// the others run on their own threads, each with a single-threaded
+    /// runtime accepting from the same listener.
     pub async fn serve(self, shutdown: CancellationToken) {
         let Sidecar {
             shared,
@@ -183,13 +185,63 @@ impl Sidecar {
                 shutdown.clone(),
             ))
         });
+        let mut workers = Vec::new();
+        for n in 1..shared.config.workers.max(1) {
+            let Some(clone) = socket_clone(&listener) else {
+                tracing::warn!(
+                    "cannot share the listener with worker {n}; serving with fewer workers"
+                );
+                break;
+            };
+            let shared = Arc::clone(&shared);
+            let shutdown = shutdown.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("tollgate-worker-{n}"))
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start worker runtime");
+                            return;
+                        }
+                    };
+                    runtime.block_on(async move {
+                        match TcpListener::from_std(clone) {
+                            Ok(l) => server::serve_proxy(shared, l, shutdown).await,
+                            Err(e) => tracing::error!(error = %e, "cannot use the shared listener"),
+                        }
+                    });
+                });
+            match spawned {
+                Ok(handle) => workers.push(handle),
+                Err(e) => tracing::warn!(error = %e, "cannot start worker {n}"),
+            }
+        }
         health.ready.store(true, Ordering::Relaxed);
-        tracing::info!(listen = %shared.local, "sidecar proxy listening");
+        tracing::info!(listen = %shared.local, workers = workers.len() + 1, "sidecar proxy listening");
         server::serve_proxy(Arc::clone(&shared), listener, shutdown).await;
         health.ready.store(false, Ordering::Relaxed);
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
         let _ = watch.await;
         if let Some(a) = admin {
             let _ = a.await;
         }
     }
+}
+
+/// Another handle on the listening socket, for a worker's runtime.
+fn socket_clone(listener: &TcpListener) -> Option<std::net::TcpListener> {
+    use std::os::fd::AsFd;
+    let fd = listener.as_fd().try_clone_to_owned().ok()?;
+    let std = std::net::TcpListener::from(fd);
+    std.set_nonblocking(true).ok()?;
+    Some(std)
 }

@@ -63,6 +63,8 @@ pub struct Metrics {
     pub policy_rules: Gauge,
     /// Audit events by result (`recorded`, `refused`, `failed`).
     pub audit_events: Family<KindLabels, Counter>,
+    /// `audit_events{kind="recorded"}`, looked up once.
+    pub audit_recorded: Counter,
     /// LLM tokens charged to budgets.
     pub llm_tokens: Family<TokenLabels, Counter>,
     /// LLM responses under a budget that reported no usage.
@@ -76,6 +78,10 @@ impl Metrics {
     /// collector reading `policy`.
     pub fn new(registry: &mut Registry, policy: Arc<PolicyCell>) -> Metrics {
         let latency = || Histogram::new(exponential_buckets(0.000_01, 2.0, 22));
+        let audit_events: Family<KindLabels, Counter> = Family::default();
+        let audit_recorded = audit_events
+            .get_or_create(&KindLabels { kind: "recorded" })
+            .clone();
         let m = Metrics {
             decisions: Family::default(),
             decision_seconds: latency(),
@@ -84,7 +90,8 @@ impl Metrics {
             policy_reloads: Family::default(),
             policy_active: Gauge::default(),
             policy_rules: Gauge::default(),
-            audit_events: Family::default(),
+            audit_events,
+            audit_recorded,
             llm_tokens: Family::default(),
             llm_usage_unreported: Counter::default(),
             connections: Gauge::default(),

@@ -155,16 +155,30 @@ impl PolicyStore {
     }
 
     fn start_watcher(&self, tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
-                    let _ = tx.try_send(());
-                }
-            })?;
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
             _ => PathBuf::from("."),
         };
+        // Only changes that can change what the policy path reads: the file
+        // itself, a ConfigMap's `..data` link, or the directory it points to.
+        let name = self.path.file_name().map(|n| n.to_owned());
+        let real_dir = std::fs::canonicalize(&self.path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_owned));
+        let relevant = move |path: &Path| {
+            let file = path.file_name();
+            file.is_some_and(|f| {
+                Some(f) == name.as_deref() || f.to_string_lossy().starts_with("..data")
+            }) || real_dir.as_ref().is_some_and(|d| path.starts_with(d))
+        };
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event
+                    && (event.paths.is_empty() || event.paths.iter().any(|p| relevant(p)))
+                {
+                    let _ = tx.try_send(());
+                }
+            })?;
         watcher.watch(&dir, RecursiveMode::NonRecursive)?;
         // A symlinked file (ConfigMap key -> ..data/key) also changes when
         // its target's directory does; watch that too when it differs.

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::deny::{Refusal, Shape, refuse};
 use crate::metrics::Metrics;
 use crate::policy::PolicyCell;
-use crate::upstream::{self, UpstreamClient};
+use crate::upstream::{self, Clients};
 
 mod forward;
 
@@ -35,7 +35,7 @@ pub struct Shared {
     pub(crate) policy: Arc<PolicyCell>,
     pub(crate) auditor: Auditor,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) client: UpstreamClient,
+    pub(crate) clients: Clients,
     pub(crate) interceptor: Option<Arc<Interceptor>>,
     /// The interception server config for clients that send SNI.
     pub(crate) intercept_tls: Option<Arc<rustls::ServerConfig>>,
@@ -708,4 +708,83 @@ pub(crate) fn split_authority(authority: &str, default_port: u16) -> Option<(Str
         return None;
     }
     Some((host.to_ascii_lowercase(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_split_with_defaults_and_brackets() {
+        assert_eq!(
+            split_authority("Example.COM", 80),
+            Some(("example.com".into(), 80))
+        );
+        assert_eq!(
+            split_authority("example.com.:8443", 80),
+            Some(("example.com".into(), 8443))
+        );
+        assert_eq!(
+            split_authority("[::1]:9000", 80),
+            Some(("[::1]".into(), 9000))
+        );
+        assert_eq!(split_authority("[::1]", 443), Some(("[::1]".into(), 443)));
+        assert_eq!(
+            split_authority("user:pw@host:81", 80),
+            Some(("host".into(), 81))
+        );
+        assert_eq!(split_authority("host:0", 80), None);
+        assert_eq!(split_authority("host:x", 80), None);
+        assert_eq!(split_authority(":80", 80), None);
+        assert_eq!(split_authority("[::1", 80), None);
+    }
+
+    #[test]
+    fn a_denied_call_denies_its_batch() {
+        let allow = ActionDecision {
+            effect: tollgate_policies::action::Effect::Allow,
+            kind: DecisionKind::Rule,
+            rule: Some(Arc::from("ok")),
+            rule_index: Some(0),
+            reason: Arc::from("fine"),
+            controls: Arc::from(Vec::new()),
+            retry_after: None,
+        };
+        let deny = ActionDecision::deny(DecisionKind::NoMatch, "nope");
+        let d = decided(&allow, Some(&deny), 2, true);
+        assert_eq!(d.outcome, Outcome::Deny);
+        assert_eq!(&*d.rule, "tollgate/batch");
+        assert!(d.reason.contains("nope"));
+        let d = decided(&allow, None, 2, true);
+        assert_eq!(d.outcome, Outcome::Allow);
+        assert_eq!(&*d.rule, "ok");
+        let d = decided(&deny, Some(&deny), 1, false);
+        assert_eq!(&*d.rule, "tollgate/no-policy");
+        let d = decided(&deny, Some(&deny), 1, true);
+        assert_eq!(&*d.rule, "tollgate/default-deny");
+    }
+
+    #[test]
+    fn sse_only_clients_are_recognised() {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, "text/event-stream".parse().unwrap());
+        let ids = [Value::from(1)];
+        match shape_for(Protocol::Mcp, Known::Undeclared, &h, &ids, false) {
+            Shape::JsonRpc { sse_only, .. } => assert!(sse_only),
+            other => panic!("{other:?}"),
+        }
+        h.insert(
+            header::ACCEPT,
+            "application/json, text/event-stream".parse().unwrap(),
+        );
+        match shape_for(Protocol::Mcp, Known::Undeclared, &h, &ids, false) {
+            Shape::JsonRpc { sse_only, .. } => assert!(!sse_only),
+            other => panic!("{other:?}"),
+        }
+        h.insert("anthropic-version", "2023-06-01".parse().unwrap());
+        assert!(matches!(
+            shape_for(Protocol::Llm, Known::Undeclared, &h, &[], false),
+            Shape::Llm(LlmProvider::Anthropic)
+        ));
+    }
 }

@@ -53,25 +53,65 @@ pub fn tls_config(config: &Config) -> Result<rustls::ClientConfig, SidecarError>
     )
 }
 
-/// Builds the pooled client.
-pub fn client(config: &Config) -> Result<UpstreamClient, SidecarError> {
+/// Builds a pooled client over `tls`.
+pub fn client(tls: Arc<rustls::ClientConfig>, connect_timeout: Duration) -> UpstreamClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(config.timeouts.connect));
+    http.set_connect_timeout(Some(connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(60)));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls_config(config)?)
+        .with_tls_config((*tls).clone())
         .https_or_http()
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
+    Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
-        .build(https))
+        .build(https)
+}
+
+/// Hands each serving thread its own client, so a pooled upstream
+/// connection is always driven by the thread that uses it (no cross-thread
+/// wake-ups on the request path).
+#[derive(Debug)]
+pub struct Clients {
+    id: u64,
+    tls: Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
+}
+
+static NEXT_CLIENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+thread_local! {
+    static CLIENTS: std::cell::RefCell<Vec<(u64, UpstreamClient)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Clients {
+    /// Clients trusting what `config` says.
+    pub fn new(config: &Config) -> Result<Clients, SidecarError> {
+        Ok(Clients {
+            id: NEXT_CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            tls: Arc::new(tls_config(config)?),
+            connect_timeout: config.timeouts.connect,
+        })
+    }
+
+    /// This thread's client.
+    pub fn get(&self) -> UpstreamClient {
+        CLIENTS.with(|cell| {
+            let mut clients = cell.borrow_mut();
+            if let Some((_, c)) = clients.iter().find(|(id, _)| *id == self.id) {
+                return c.clone();
+            }
+            let c = client(Arc::clone(&self.tls), self.connect_timeout);
+            clients.push((self.id, c.clone()));
+            c
+        })
+    }
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110

@@ -103,9 +103,10 @@ pub struct Args {
     /// Re-read the policy file at least this often.
     #[arg(long, default_value = "10s", value_parser = duration)]
     policy_poll: Duration,
-    /// Worker threads (default: one per core, at most 2).
-    #[arg(long, value_name = "N")]
-    worker_threads: Option<usize>,
+    /// Threads serving requests, each with its own event loop and upstream
+    /// connection pool.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    workers: usize,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -149,12 +150,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let config = config_from(&args)?;
-    let workers = args
-        .worker_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(2)))
-        .max(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    // Each worker is a thread with a single-threaded runtime: no work
+    // stealing and no cross-thread wake-ups on the request path.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(8)
         .enable_all()
         .build()
@@ -214,6 +212,7 @@ fn config_from(args: &Args) -> anyhow::Result<Config> {
         tls_handshake: args.tls_handshake_timeout,
         shutdown_grace: args.shutdown_grace,
     };
+    config.workers = args.workers.max(1);
     config.recognition = Recognition {
         kubernetes_hosts: args
             .kubernetes_service_host

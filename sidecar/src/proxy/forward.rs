@@ -90,8 +90,11 @@ pub(crate) async fn forward(shared: &Shared, f: Forward<'_>) -> Response<Payload
     };
     let req = Request::from_parts(parts, body);
     let started = Instant::now();
-    let result =
-        tokio::time::timeout(shared.config.timeouts.upstream, shared.client.request(req)).await;
+    let result = tokio::time::timeout(
+        shared.config.timeouts.upstream,
+        shared.clients.get().request(req),
+    )
+    .await;
     let mut resp = match result {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
