@@ -22,7 +22,7 @@ enum Command {
     /// Serve the validating and mutating admission webhook over HTTPS.
     Webhook(cmd::webhook::Args),
     /// Run the agent action proxy beside an agent container.
-    Sidecar(cmd::sidecar::Args),
+    Sidecar(Box<cmd::sidecar::Args>),
     /// Evaluate manifests offline, as the webhook would.
     Check(cmd::check::Args),
     /// Run Gatekeeper `suite.yaml` test suites.
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Webhook(args) => cmd::webhook::run(args),
-        Command::Sidecar(args) => cmd::sidecar::run(args),
+        Command::Sidecar(args) => cmd::sidecar::run(*args),
         Command::Check(args) => cmd::check::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Test(args) => cmd::test::run(args),

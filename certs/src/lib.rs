@@ -6,6 +6,7 @@
 
 pub mod authority;
 pub mod error;
+pub mod intercept;
 pub mod pem;
 pub mod reload;
 pub mod state;
@@ -15,4 +16,5 @@ pub use authority::{Authority, CertifiedPair, not_after, save_serving};
 pub use error::CertError;
 pub use reload::{ReloadOutcome, ReloadingResolver, WatchHandle};
 pub use state::{Lifetimes, ServingState, ensure_serving, issue_bundle};
+pub use intercept::Interceptor;
 pub use tls::{certified_key, client_config, server_config};

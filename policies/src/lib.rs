@@ -9,6 +9,7 @@
 pub mod config;
 pub mod defaults;
 pub mod engine;
+pub mod action;
 pub mod error;
 pub mod gatekeeper;
 pub mod level;
