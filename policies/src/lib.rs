@@ -6,11 +6,14 @@
 //! does no I/O of its own: callers hand it parsed objects and get typed
 //! [`verdict::Verdict`]s back, which keeps it trivial to test and to fuzz.
 
+pub mod compliance;
 pub mod defaults;
 pub mod error;
 pub mod level;
 pub mod namespace;
+pub mod ownership;
 pub mod pss;
+pub mod report;
 pub mod verdict;
 pub mod workload;
 
