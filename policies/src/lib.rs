@@ -9,10 +9,12 @@
 pub mod compliance;
 pub mod defaults;
 pub mod error;
+pub mod gatekeeper;
 pub mod level;
 pub mod namespace;
 pub mod ownership;
 pub mod pss;
+pub mod rego;
 pub mod report;
 pub mod verdict;
 pub mod workload;
