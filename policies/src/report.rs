@@ -180,6 +180,74 @@ impl CheckResult {
         }
     }
 
+    /// Adds what the compliance packs found: violations, the rules that ran
+    /// (with their controls in the frameworks in scope) and those
+    /// frameworks. Add compliance first: the frameworks scope the evidence
+    /// of every other set.
+    pub fn add_compliance(&mut self, evaluation: crate::compliance::Evaluation) {
+        let catalogue = crate::compliance::Catalogue::builtin().ok();
+        let frameworks: Vec<&str> = evaluation.frameworks.iter().map(String::as_str).collect();
+        for rule in &evaluation.evaluated {
+            let controls = catalogue
+                .map(|c| c.controls(rule, Some(&frameworks)))
+                .unwrap_or_default();
+            self.evaluated.push(Evaluated::new(
+                PolicySet::Compliance,
+                rule.clone(),
+                controls,
+            ));
+        }
+        self.verdict.violations.extend(evaluation.violations);
+        self.notes.extend(evaluation.warnings);
+        for f in evaluation.frameworks {
+            if !self.frameworks.contains(&f) {
+                self.frameworks.push(f);
+            }
+        }
+    }
+
+    /// Adds what the ownership check found.
+    pub fn add_ownership(&mut self, evaluation: crate::ownership::Evaluation) {
+        for rule in evaluation.evaluated {
+            let controls = crate::ownership::controls(&rule);
+            self.evaluated
+                .push(Evaluated::new(PolicySet::Ownership, rule, controls));
+        }
+        self.verdict.violations.extend(evaluation.violations);
+    }
+
+    /// Adds the Pod Security checks that ran (`checks`, e.g. from
+    /// [`crate::pss::active_checks`]) and the violations found, both with the
+    /// controls the catalogue maps each check's level to. Violations that
+    /// carry no controls get them.
+    pub fn add_pod_security<'a>(
+        &mut self,
+        checks: impl IntoIterator<Item = &'a str>,
+        violations: Vec<crate::Violation>,
+    ) {
+        let catalogue = crate::compliance::Catalogue::builtin().ok();
+        let controls_of = |check: &str| {
+            crate::pss::registry()
+                .iter()
+                .find(|c| c.id == check)
+                .and_then(|c| catalogue.map(|cat| cat.pod_security_controls(c.level)))
+                .unwrap_or_default()
+        };
+        for check in checks {
+            self.evaluated.push(Evaluated::new(
+                PolicySet::PodSecurity,
+                check,
+                controls_of(check),
+            ));
+        }
+        for mut v in violations {
+            if v.controls.is_empty() {
+                v.controls = controls_of(&v.rule);
+            }
+            self.verdict.violations.push(v);
+        }
+    }
+
     /// The object's outcome.
     pub fn outcome(&self) -> Outcome {
         if self.error.is_some() {

@@ -432,6 +432,60 @@ fn ownership_rules_match_the_catalogue() -> Result<(), String> {
     }
 }
 
+/// The catalogue table in the README's "Compliance packs" section lists
+/// every rule with exactly the catalogue's controls.
+fn readme_catalogue_table_is_current() -> Result<(), String> {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let text =
+        std::fs::read_to_string(&readme).map_err(|e| format!("{}: {e}", readme.display()))?;
+    let catalogue = Catalogue::builtin().unwrap();
+    let frameworks: Vec<&str> = catalogue
+        .frameworks()
+        .iter()
+        .map(|f| f.id.as_str())
+        .collect();
+    let header = format!("| rule | checks | {} |", frameworks.join(" | "));
+    if !text.lines().any(|l| l == header) {
+        return Err(format!("README lacks the table header {header:?}"));
+    }
+    let mut missing = Vec::new();
+    for rule in catalogue.rules() {
+        let cells: Vec<String> = frameworks
+            .iter()
+            .map(|f| {
+                let ids: Vec<&str> = rule
+                    .controls
+                    .iter()
+                    .filter(|c| c.framework == *f)
+                    .map(|c| c.id.as_str())
+                    .collect();
+                if ids.is_empty() {
+                    "–".to_owned()
+                } else {
+                    ids.join(", ")
+                }
+            })
+            .collect();
+        let row = format!("| `{}` | {} | {} |", rule.id, rule.title, cells.join(" | "));
+        if !text.lines().any(|l| l == row) {
+            missing.push(row);
+        }
+    }
+    let rows = text
+        .lines()
+        .filter(|l| l.starts_with("| `") && l.matches(" | ").count() == frameworks.len() + 1)
+        .count();
+    if missing.is_empty() && rows == catalogue.rules().len() {
+        Ok(())
+    } else {
+        Err(format!(
+            "README catalogue table is out of date ({rows} rows for {} rules); expected rows:\n{}",
+            catalogue.rules().len(),
+            missing.join("\n")
+        ))
+    }
+}
+
 type Test = (String, Box<dyn Fn() -> Result<(), String>>);
 
 fn tests() -> Vec<Test> {
@@ -455,6 +509,10 @@ fn tests() -> Vec<Test> {
     tests.push((
         "coverage::rego_rules_match_the_catalogue".into(),
         Box::new(rego_rules_match_the_catalogue),
+    ));
+    tests.push((
+        "coverage::readme_catalogue_table_is_current".into(),
+        Box::new(readme_catalogue_table_is_current),
     ));
     tests.push((
         "coverage::ownership_rules_match_the_catalogue".into(),

@@ -29,8 +29,9 @@
 #
 # For kinds with a pod, object and pod are projections holding the fields
 # the packs read (metadata name, namespace, labels, annotations; the pod
-# spec's containers with name, image, env name/value, resources, probes and
-# securityContext; securityContext, service account fields, nodeSelector,
+# spec's containers with name, image, env name/value, resources, probes (as
+# true when set), securityContext readOnlyRootFilesystem and runAsUser; the
+# pod's securityContext runAsUser, service account fields, nodeSelector,
 # nodeAffinity, os, volume names and ephemeral volumes, restartPolicy;
 # StatefulSet volumeClaimTemplates). A rule that reads another field adds it
 # to the projection in policies/src/compliance/input.rs.

@@ -11,53 +11,53 @@ package tollgate.compliance
 
 import rego.v1
 
-violation contains v if {
-	input.rules["env-plaintext-secret"]
+# Every literal, non-empty env value of the pod, flattened once for the
+# three rules below.
+literal_env := [{"list": list, "i": i, "c": c, "j": j, "e": e} |
 	some list, cs in pod_containers
 	some i, c in cs
 	some j, e in object.get(c, "env", [])
 	is_string(e.value)
-	strings.any_prefix_match(e.value, credential_prefixes)
-	credential(e.value)
-	v := env_violation(list, i, j, c, e, credential_text)
-}
-
-violation contains v if {
-	input.rules["env-plaintext-secret"]
-	some list, cs in pod_containers
-	some i, c in cs
-	some j, e in object.get(c, "env", [])
-	is_string(e.value)
-	contains(e.value, "@")
-	url_with_password(e.value)
-	v := env_violation(list, i, j, c, e, credential_text)
-}
-
-violation contains v if {
-	input.rules["env-plaintext-secret"]
-	some list, cs in pod_containers
-	some i, c in cs
-	some j, e in object.get(c, "env", [])
-	is_string(e.value)
-	strings.any_suffix_match(concat("", ["_", upper(e.name)]), secret_suffixes)
 	e.value != ""
-	not startswith(e.value, "/")
-	not startswith(e.value, "$(")
-	not lower(e.value) in {"true", "false", "yes", "no", "on", "off", "enabled", "disabled"}
-	not credential(e.value)
-	not url_with_password(e.value)
-	v := env_violation(list, i, j, c, e, "looks like a secret (its name says it holds one)")
+]
+
+violation contains v if {
+	input.rules["env-plaintext-secret"]
+	some x in literal_env
+	strings.any_prefix_match(x.e.value, credential_prefixes)
+	credential(x.e.value)
+	v := env_violation(x, credential_text)
+}
+
+violation contains v if {
+	input.rules["env-plaintext-secret"]
+	some x in literal_env
+	contains(x.e.value, "@")
+	url_with_password(x.e.value)
+	v := env_violation(x, credential_text)
+}
+
+violation contains v if {
+	input.rules["env-plaintext-secret"]
+	some x in literal_env
+	strings.any_suffix_match(concat("", ["_", upper(x.e.name)]), secret_suffixes)
+	not startswith(x.e.value, "/")
+	not startswith(x.e.value, "$(")
+	not lower(x.e.value) in {"true", "false", "yes", "no", "on", "off", "enabled", "disabled"}
+	not credential(x.e.value)
+	not url_with_password(x.e.value)
+	v := env_violation(x, "looks like a secret (its name says it holds one)")
 }
 
 credential_text := "looks like a credential (a private key, a token or key in a well-known format, or a URL with a password)"
 
-env_violation(list, i, j, c, e, reason) := {
+env_violation(x, reason) := {
 	"rule": "env-plaintext-secret",
-	"path": sprintf("%s.env[%d].value", [container_path(list, i), j]),
-	"container": c.name,
+	"path": sprintf("%s.env[%d].value", [container_path(x.list, x.i), x.j]),
+	"container": x.c.name,
 	"msg": sprintf(
 		"container %q sets env %s to a literal value that %s; move it to a Secret and use valueFrom.secretKeyRef, then rotate it (manifests are widely readable)",
-		[c.name, e.name, reason],
+		[x.c.name, x.e.name, reason],
 	),
 }
 

@@ -51,6 +51,10 @@ const ENV: &[&str] = &["name", "value"];
 const VOLUME: &[&str] = &["name", "ephemeral"];
 /// Affinity fields the packs read.
 const AFFINITY: &[&str] = &["nodeAffinity"];
+/// Container security context fields the packs read.
+const CONTAINER_SECURITY: &[&str] = &["readOnlyRootFilesystem", "runAsUser"];
+/// Pod security context fields the packs read.
+const POD_SECURITY: &[&str] = &["runAsUser"];
 
 /// A Rego object under construction.
 struct Obj(regorus::value::Object);
@@ -160,6 +164,9 @@ fn each(
 fn container(c: &Value) -> Result<regorus::Value, RegoError> {
     pick_with(Some(c), CONTAINER, |field, v| match field {
         "env" => each(v, |e| pick(Some(e), ENV)),
+        "securityContext" => pick(Some(v), CONTAINER_SECURITY),
+        // The packs only ask whether a probe is set.
+        "livenessProbe" | "readinessProbe" if v.is_object() => Ok(regorus::Value::from(true)),
         _ => to_rego(v),
     })
 }
@@ -169,6 +176,7 @@ fn pod_spec(spec: Option<&Value>) -> Result<regorus::Value, RegoError> {
         "initContainers" | "containers" | "ephemeralContainers" => each(v, container),
         "volumes" => each(v, |vol| pick(Some(vol), VOLUME)),
         "affinity" => pick(Some(v), AFFINITY),
+        "securityContext" => pick(Some(v), POD_SECURITY),
         _ => to_rego(v),
     })
 }

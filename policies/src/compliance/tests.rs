@@ -158,7 +158,7 @@ fn deep_objects_are_errors_not_crashes() {
         deep = json!({"a": deep});
     }
     let mut obj = deployment(json!([]));
-    obj["spec"]["template"]["spec"]["containers"][0]["securityContext"] = deep;
+    obj["spec"]["template"]["spec"]["containers"][0]["resources"] = deep;
     let err = packs.evaluate(&obj, None, &all_profiles()).unwrap_err();
     assert_eq!(err, ComplianceError::Rego(RegoError::TooDeep));
 }

@@ -7,7 +7,7 @@ use serde::Deserialize as _;
 use serde_json::Value;
 
 use super::*;
-use crate::compliance::{Catalogue, ComplianceConfig, Packs, Parameters, Profile};
+use crate::compliance::{ComplianceConfig, Packs, Parameters, Profile};
 use crate::namespace::NamespaceInfo;
 use crate::ownership::{self, OwnershipConfig};
 use crate::{Workload, WorkloadKind};
@@ -64,7 +64,6 @@ metadata: {name: cfg, namespace: payments}
 /// profiles (deny), as `tollgate check` would.
 fn check(text: &str, file: &str) -> Vec<CheckResult> {
     let packs = Packs::builtin().unwrap();
-    let catalogue = Catalogue::builtin().unwrap();
     let namespace = NamespaceInfo {
         name: "payments".into(),
         ..NamespaceInfo::default()
@@ -89,27 +88,12 @@ fn check(text: &str, file: &str) -> Vec<CheckResult> {
             continue;
         }
         let mut r = CheckResult::new(file, lines.get(i).copied(), &object);
-        if let Some(w) = Workload::from_object(&object).unwrap() {
-            let e = ownership::evaluate(&w, Some(&namespace), &own);
-            r.verdict.violations.extend(e.violations);
-            for rule in e.evaluated {
-                let controls = catalogue.controls(&rule, None);
-                r.evaluated
-                    .push(Evaluated::new(PolicySet::Ownership, rule, controls));
-            }
-            assert_ne!(w.kind, WorkloadKind::Pod);
-        }
         let e = packs.evaluate(&object, Some(&namespace), &comp).unwrap();
-        let fw: Vec<&str> = e.frameworks.iter().map(String::as_str).collect();
-        for rule in &e.evaluated {
-            r.evaluated.push(Evaluated::new(
-                PolicySet::Compliance,
-                rule.clone(),
-                catalogue.controls(rule, Some(&fw)),
-            ));
+        r.add_compliance(e);
+        if let Some(w) = Workload::from_object(&object).unwrap() {
+            assert_ne!(w.kind, WorkloadKind::Pod);
+            r.add_ownership(ownership::evaluate(&w, Some(&namespace), &own));
         }
-        r.verdict.violations.extend(e.violations);
-        r.frameworks = e.frameworks;
         out.push(r);
     }
     out
@@ -472,15 +456,25 @@ fn sarif_describes_pod_security_checks() {
         Some(1),
         &serde_json::json!({"kind": "Pod", "metadata": {"name": "p"}}),
     );
-    r.verdict.violations.push(crate::Violation {
-        policy: PolicySet::PodSecurity,
-        rule: "privileged".into(),
-        message: "container \"a\" must not set securityContext.privileged=true".into(),
-        path: Some("spec.containers[0].securityContext.privileged".into()),
-        container: Some("a".into()),
-        controls: Vec::new(),
-        action: crate::EnforcementAction::Deny,
-    });
+    r.add_pod_security(
+        ["privileged"],
+        vec![crate::Violation {
+            policy: PolicySet::PodSecurity,
+            rule: "privileged".into(),
+            message: "container \"a\" must not set securityContext.privileged=true".into(),
+            path: Some("spec.containers[0].securityContext.privileged".into()),
+            container: Some("a".into()),
+            controls: Vec::new(),
+            action: crate::EnforcementAction::Deny,
+        }],
+    );
+    assert_eq!(r.evaluated[0].controls, r.verdict.violations[0].controls);
+    assert!(
+        r.verdict.violations[0]
+            .controls
+            .iter()
+            .any(|c| c.id == "SC-39")
+    );
     let doc: Value = serde_json::from_str(&sarif(&[r], None)).unwrap();
     validate_sarif(&doc).unwrap();
     let rule = &doc["runs"][0]["tool"]["driver"]["rules"][0];
