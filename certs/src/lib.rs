@@ -14,7 +14,7 @@ pub mod tls;
 
 pub use authority::{Authority, CertifiedPair, not_after, save_serving};
 pub use error::CertError;
+pub use intercept::Interceptor;
 pub use reload::{ReloadOutcome, ReloadingResolver, WatchHandle};
 pub use state::{Lifetimes, ServingState, ensure_serving, issue_bundle};
-pub use intercept::Interceptor;
 pub use tls::{certified_key, client_config, server_config};

@@ -6,16 +6,19 @@
 //! does no I/O of its own: callers hand it parsed objects and get typed
 //! [`verdict::Verdict`]s back, which keeps it trivial to test and to fuzz.
 
+pub mod action;
+pub mod compliance;
 pub mod config;
 pub mod defaults;
 pub mod engine;
-pub mod action;
 pub mod error;
 pub mod gatekeeper;
 pub mod level;
 pub mod namespace;
+pub mod ownership;
 pub mod pss;
 pub mod rego;
+pub mod report;
 pub mod verdict;
 pub mod workload;
 
