@@ -32,6 +32,7 @@
 
 mod config;
 mod inherit;
+mod requirements;
 mod validate;
 
 #[cfg(test)]
@@ -49,6 +50,7 @@ use crate::{PolicySet, Violation, Workload, WorkloadKind};
 
 pub use config::{ConfigError, NamespaceOwnership, OwnershipConfig};
 pub use inherit::{INHERITED_ANNOTATION, inherit};
+pub use requirements::value_problem;
 
 /// The annotation prefix of the convention.
 pub const PREFIX: &str = "deployscope.dev/";

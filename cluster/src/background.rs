@@ -1,0 +1,1 @@
+//! Background audit (placeholder while the loop is written).

@@ -1,0 +1,258 @@
+//! A scan: the objects already in a cluster (or in manifests, for `tollgate
+//! doctor -f`) judged by the admission engine, as background audit sees
+//! them. Pure: objects in, [`Scan`] out; listing them is the caller's job.
+//!
+//! Which objects are judged:
+//! - every workload (Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet,
+//!   Job, CronJob, ReplicationController) **unless** it is controlled by a
+//!   workload that is judged itself (a Pod of a ReplicaSet, a ReplicaSet of
+//!   a Deployment, a Job of a CronJob ...: the ownership rule's own
+//!   [`checked_controller`] relation). Such objects repeat their
+//!   controller's template; judging them too would count one workload
+//!   several times. They are counted in [`Scan::controlled`].
+//! - Namespaces (their labels select policy levels and profiles, and are
+//!   judged themselves); they land in the cluster-scoped report and are not
+//!   scored for readiness.
+//! - anything else is counted in [`Scan::other`] and left alone.
+//!
+//! Each object is judged as it is stored, without the mutating webhook's
+//! changes ([`offline::check_object`] with `mutate = false`), by the same
+//! snapshot the webhook serves.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use serde_json::Value;
+use tollgate_policies::compliance::Catalogue;
+use tollgate_policies::engine::offline;
+use tollgate_policies::engine::{Options, Snapshot};
+use tollgate_policies::ownership::{OwnershipConfig, checked_controller};
+use tollgate_policies::{
+    EnforcementAction, NamespaceSource, PolicySet, Violation, Workload, WorkloadKind,
+};
+
+use crate::readiness::{self, Readiness};
+
+/// Which object a result is about, as PolicyReports reference it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    /// `apps/v1`.
+    pub api_version: String,
+    /// `Deployment`.
+    pub kind: String,
+    /// The namespace (`""` for cluster-scoped objects).
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+    /// The object's UID, when it came from a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+/// What the scan found about one object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audited {
+    /// The object.
+    pub object: ObjectRef,
+    /// Its workload kind (`None` for a Namespace).
+    pub workload: Option<WorkloadKind>,
+    /// Every violation, each with the controls it evidences (Pod Security
+    /// violations get the catalogue's controls for their level).
+    pub violations: Vec<Violation>,
+    /// The policy sets that judged it and found nothing.
+    pub passed: Vec<PolicySet>,
+    /// The policy sets that skipped it by exemption, and why.
+    pub exempt: Vec<(PolicySet, &'static str)>,
+    /// Notes that are not violations (a misspelt namespace label ...).
+    pub notes: Vec<String>,
+    /// Why it could not be evaluated (its spec does not parse ...).
+    pub error: Option<String>,
+    /// Its agent-readiness (workloads only).
+    pub readiness: Option<Readiness>,
+}
+
+/// Everything one scan found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scan {
+    /// Judged objects, sorted by namespace, kind and name.
+    pub objects: Vec<Audited>,
+    /// Workloads skipped because an audited controller owns them.
+    pub controlled: usize,
+    /// Objects of kinds background audit does not judge.
+    pub other: usize,
+    /// Every namespace seen: of a judged object, or a Namespace itself.
+    pub namespaces: BTreeSet<String>,
+}
+
+/// Judges objects with one snapshot.
+pub struct Scanner<'a> {
+    /// The policy set the webhook serves.
+    pub snapshot: &'a Snapshot,
+    /// Which policy sets to run.
+    pub options: &'a Options,
+    /// The ownership requirements the readiness score measures against.
+    pub ownership: &'a OwnershipConfig,
+    /// Namespace labels and annotations (for readiness: which keys the
+    /// namespace would let a workload inherit).
+    pub namespaces: &'a dyn NamespaceSource,
+    /// The namespace of objects that name none (manifests).
+    pub default_namespace: &'a str,
+}
+
+impl Scanner<'_> {
+    /// Judges `objects`.
+    pub fn scan(&self, objects: impl IntoIterator<Item = Value>) -> Scan {
+        let mut scan = Scan::default();
+        for object in objects {
+            self.one(object, &mut scan);
+        }
+        scan.objects.sort_by(|a, b| {
+            (&a.object.namespace, &a.object.kind, &a.object.name).cmp(&(
+                &b.object.namespace,
+                &b.object.kind,
+                &b.object.name,
+            ))
+        });
+        scan
+    }
+
+    fn one(&self, mut object: Value, scan: &mut Scan) {
+        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+        let workload = WorkloadKind::from_kind(kind);
+        if workload.is_none() && kind != "Namespace" {
+            scan.other += 1;
+            return;
+        }
+        if workload.is_some() && checked_controller(&object).is_some() {
+            scan.controlled += 1;
+            return;
+        }
+        if workload.is_some()
+            && let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut)
+            && meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
+            meta.insert("namespace".into(), self.default_namespace.into());
+        }
+        let reference = object_ref(&object);
+        if reference.kind == "Namespace" {
+            scan.namespaces.insert(reference.name.clone());
+        } else {
+            scan.namespaces.insert(reference.namespace.clone());
+        }
+        let readiness = match Workload::from_object(&object) {
+            Ok(Some(w)) => {
+                let info = self.namespaces.namespace(&reference.namespace);
+                Some(readiness::assess(
+                    &w.metadata,
+                    &reference.namespace,
+                    info.as_deref(),
+                    self.ownership,
+                ))
+            }
+            // The engine names the parse error below.
+            Ok(None) | Err(_) => None,
+        };
+        let checked = offline::check_object(
+            self.snapshot,
+            object,
+            self.default_namespace,
+            self.options,
+            false,
+        );
+        let evaluation = checked.evaluation;
+        let mut violations = strongest(evaluation.verdict.violations);
+        for v in &mut violations {
+            if v.controls.is_empty() && v.policy == PolicySet::PodSecurity {
+                v.controls = pod_security_controls(&v.rule);
+            }
+        }
+        let exempt: Vec<(PolicySet, &'static str)> = evaluation
+            .exemptions
+            .iter()
+            .map(|e| (e.policy, e.reason))
+            .collect();
+        let passed = if evaluation.failure.is_some() || workload.is_none() {
+            Vec::new()
+        } else {
+            self.snapshot
+                .policy_sets()
+                .into_iter()
+                .filter(|set| match &self.options.only {
+                    None => true,
+                    Some(only) => only.contains(set),
+                })
+                .filter(|set| !violations.iter().any(|v| v.policy == *set))
+                .filter(|set| !exempt.iter().any(|(p, _)| p == set))
+                .collect()
+        };
+        scan.objects.push(Audited {
+            object: reference,
+            workload,
+            violations,
+            passed,
+            exempt,
+            notes: evaluation.notes,
+            error: evaluation.failure.map(|f| f.message),
+            readiness,
+        });
+    }
+}
+
+/// One violation per rule and field: Pod Security reports a finding once
+/// per mode (enforce, warn, audit) whose level it breaks; the report keeps
+/// the strongest action (deny, then warn, then audit), in first-seen order.
+fn strongest(violations: Vec<Violation>) -> Vec<Violation> {
+    let rank = |a: EnforcementAction| match a {
+        EnforcementAction::Deny => 0,
+        EnforcementAction::Warn => 1,
+        EnforcementAction::Audit => 2,
+    };
+    let mut out: Vec<Violation> = Vec::with_capacity(violations.len());
+    for v in violations {
+        let same = out.iter_mut().find(|o| {
+            o.policy == v.policy && o.rule == v.rule && o.path == v.path && o.container == v.container
+        });
+        match same {
+            Some(o) if rank(v.action) < rank(o.action) => *o = v,
+            Some(_) => {}
+            None => out.push(v),
+        }
+    }
+    out
+}
+
+/// The controls the catalogue maps a Pod Security check's level to.
+fn pod_security_controls(check: &str) -> Vec<tollgate_policies::Control> {
+    let Ok(catalogue) = Catalogue::builtin() else {
+        return Vec::new();
+    };
+    tollgate_policies::pss::registry()
+        .iter()
+        .find(|c| c.id == check)
+        .map(|c| catalogue.pod_security_controls(c.level))
+        .unwrap_or_default()
+}
+
+fn object_ref(object: &Value) -> ObjectRef {
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_owned();
+    let meta = object.get("metadata");
+    let kind = s(object.get("kind"));
+    ObjectRef {
+        api_version: s(object.get("apiVersion")),
+        namespace: if kind == "Namespace" {
+            String::new()
+        } else {
+            s(meta.and_then(|m| m.get("namespace")))
+        },
+        kind,
+        name: s(meta.and_then(|m| m.get("name"))),
+        uid: meta
+            .and_then(|m| m.get("uid"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    }
+}
