@@ -1,1 +1,328 @@
-//! Background audit (placeholder while the loop is written).
+//! Background audit: every `interval`, list the cluster's Namespaces and
+//! workloads, judge them with the webhook's current policy snapshot
+//! ([`crate::scan`]), write one `PolicyReport` per namespace and a
+//! `ClusterPolicyReport` ([`crate::report`]), delete the stale ones Tollgate
+//! manages, and export the agent-readiness score ([`crate::readiness`]) as
+//! metrics.
+//!
+//! Only the leader runs passes when a leadership signal is given (replicas
+//! would otherwise write the same reports); without one, this replica
+//! always does. A failed pass is logged and counted, and the next one runs
+//! on schedule: nothing in a pass is kept between passes, so a failure
+//! cannot leave stale state behind beyond the reports it did not write.
+//!
+//! RBAC: list on namespaces, pods, replicationcontrollers,
+//! apps/{deployments,replicasets,statefulsets,daemonsets},
+//! batch/{jobs,cronjobs}; get, list, create, update, delete on
+//! wgpolicyk8s.io policyreports and clusterpolicyreports.
+
+mod list;
+mod metrics;
+mod sync;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tollgate_policies::engine::{Engine, Options};
+use tollgate_policies::namespace::{NamespaceInfo, StaticNamespaces};
+use tollgate_policies::ownership::OwnershipConfig;
+
+pub use list::{RESOURCES, list_all};
+pub use metrics::AuditMetrics;
+pub use sync::{Written, sync};
+
+use crate::readiness::{self, Scores};
+use crate::report::{self, Reports};
+use crate::scan::{Scan, Scanner};
+
+/// Background audit settings (`cluster.backgroundAudit` in the config).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct BackgroundSettings {
+    /// Run background audit at all. Default: true.
+    pub enabled: bool,
+    /// Seconds between the start of two passes. Default: 300; at least 10.
+    pub interval_seconds: u64,
+    /// Objects per list request. Default: 500.
+    pub page_size: u32,
+    /// Write PolicyReports (false: metrics only, e.g. when the
+    /// wgpolicyk8s.io CRDs are not installed). Default: true.
+    pub write_reports: bool,
+}
+
+impl Default for BackgroundSettings {
+    fn default() -> Self {
+        BackgroundSettings {
+            enabled: true,
+            interval_seconds: 300,
+            page_size: 500,
+            write_reports: true,
+        }
+    }
+}
+
+/// The shortest interval accepted.
+pub const MIN_INTERVAL_SECONDS: u64 = 10;
+
+impl BackgroundSettings {
+    /// Checks what the types cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval_seconds < MIN_INTERVAL_SECONDS {
+            return Err(format!(
+                "backgroundAudit.intervalSeconds: {} is below the minimum of {MIN_INTERVAL_SECONDS}",
+                self.interval_seconds
+            ));
+        }
+        if self.page_size == 0 {
+            return Err("backgroundAudit.pageSize: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why a pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackgroundError {
+    /// Listing a resource failed (unreachable API server, missing RBAC,
+    /// CRD not installed).
+    #[error("listing {resource}: {source}")]
+    List {
+        /// `pods`, `policyreports.wgpolicyk8s.io`, ...
+        resource: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing a report failed.
+    #[error("{operation} {kind} {namespace}/{name}: {source}")]
+    Write {
+        /// `create`, `update`, `delete` or `get`.
+        operation: &'static str,
+        /// `PolicyReport` or `ClusterPolicyReport`.
+        kind: String,
+        /// Its namespace (empty for cluster-scoped reports).
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// A report kept changing under us.
+    #[error("{kind} {name}: still conflicting after retries")]
+    Conflict {
+        /// `PolicyReport` or `ClusterPolicyReport`.
+        kind: String,
+        /// Its name.
+        name: String,
+    },
+    /// The evaluation task panicked or was cancelled.
+    #[error("evaluation task: {0}")]
+    Task(String),
+}
+
+/// What one pass found and did.
+#[derive(Debug, Clone, Default)]
+pub struct Pass {
+    /// The scan.
+    pub scan: Scan,
+    /// Its readiness scores.
+    pub scores: Scores,
+    /// Its reports.
+    pub reports: Reports,
+    /// What writing them did (`None` when reports are not written).
+    pub written: Option<Written>,
+}
+
+/// Lists and judges the cluster's Namespaces and workloads with `engine`'s
+/// current snapshot. Namespace labels and annotations for readiness come
+/// from the Namespaces listed.
+pub async fn scan_cluster(
+    client: &Client,
+    engine: &Engine,
+    ownership: &OwnershipConfig,
+    page_size: u32,
+) -> Result<Scan, BackgroundError> {
+    // Controlled objects (most Pods, every ReplicaSet of a Deployment) are
+    // dropped as their page arrives, so memory holds what is judged only.
+    let mut pages: Vec<Vec<serde_json::Value>> = Vec::new();
+    let mut controlled = 0;
+    list_all(client, page_size, &mut |mut page| {
+        let before = page.len();
+        page.retain(|o| tollgate_policies::ownership::checked_controller(o).is_none());
+        controlled += before - page.len();
+        pages.push(page);
+    })
+    .await?;
+    let snapshot = engine.snapshot();
+    let ownership = ownership.clone();
+    // Evaluation is CPU work (Rego, Pod Security): off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let namespaces = StaticNamespaces::new(
+            pages
+                .iter()
+                .flatten()
+                .filter(|o| o.get("kind").and_then(|k| k.as_str()) == Some("Namespace"))
+                .filter_map(namespace_info),
+        );
+        let options = Options::default();
+        let scanner = Scanner {
+            snapshot: &snapshot,
+            options: &options,
+            ownership: &ownership,
+            namespaces: &namespaces,
+            default_namespace: "default",
+        };
+        let mut scan = Scan::default();
+        for object in pages.into_iter().flatten() {
+            scanner.add(object, &mut scan);
+        }
+        scan.controlled += controlled;
+        scan.finish();
+        scan
+    })
+    .await
+    .map_err(|e| BackgroundError::Task(e.to_string()))
+}
+
+/// A Namespace object's name, labels and annotations.
+pub fn namespace_info(object: &serde_json::Value) -> Option<NamespaceInfo> {
+    let meta = object.get("metadata")?;
+    let map = |key: &str| {
+        meta.get(key)
+            .and_then(|m| serde_json::from_value(m.clone()).ok())
+            .unwrap_or_default()
+    };
+    Some(NamespaceInfo {
+        name: meta.get("name")?.as_str()?.to_owned(),
+        labels: map("labels"),
+        annotations: map("annotations"),
+    })
+}
+
+/// Background audit, ready to run.
+pub struct Background {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// The webhook's engine: each pass judges with its current snapshot.
+    pub engine: Arc<Engine>,
+    /// The ownership requirements readiness is measured against.
+    pub ownership: OwnershipConfig,
+    /// Interval, page size, reports on or off.
+    pub settings: BackgroundSettings,
+    /// Where results go.
+    pub metrics: Arc<AuditMetrics>,
+    /// `Some`: run passes only while it holds `true` (leader election);
+    /// `None`: always.
+    pub leader: Option<watch::Receiver<bool>>,
+}
+
+impl Background {
+    /// One pass: scan, score, build and (per settings) write the reports,
+    /// update the metrics.
+    pub async fn pass(&self) -> Result<Pass, BackgroundError> {
+        let started = Instant::now();
+        let result = self.pass_inner().await;
+        self.metrics
+            .pass_duration
+            .set(started.elapsed().as_secs_f64());
+        let outcome = if result.is_ok() { "success" } else { "failure" };
+        self.metrics
+            .passes
+            .get_or_create(&metrics::OutcomeLabels { outcome })
+            .inc();
+        if result.is_ok() {
+            self.metrics
+                .last_success
+                .set(time::OffsetDateTime::now_utc().unix_timestamp());
+        }
+        result
+    }
+
+    async fn pass_inner(&self) -> Result<Pass, BackgroundError> {
+        let scan = scan_cluster(
+            &self.client,
+            &self.engine,
+            &self.ownership,
+            self.settings.page_size,
+        )
+        .await?;
+        let scores = readiness::score(&scan);
+        let reports = report::build(&scan, time::OffsetDateTime::now_utc());
+        self.metrics.observe(&scores, &reports);
+        self.metrics
+            .objects
+            .set(i64::try_from(scan.objects.len()).unwrap_or(i64::MAX));
+        let written = if self.settings.write_reports {
+            Some(sync(&self.client, &reports, &self.metrics).await?)
+        } else {
+            None
+        };
+        Ok(Pass {
+            scan,
+            scores,
+            reports,
+            written,
+        })
+    }
+
+    /// Runs passes every `interval` until `shutdown` completes. While a
+    /// leadership signal says `false`, waits for it to turn `true`.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
+        let interval = Duration::from_secs(
+            self.settings
+                .interval_seconds
+                .max(MIN_INTERVAL_SECONDS),
+        );
+        tokio::pin!(shutdown);
+        loop {
+            if let Some(leader) = self.leader.as_mut() {
+                self.metrics.leader.set(i64::from(*leader.borrow()));
+                if !*leader.borrow_and_update() {
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        changed = leader.changed() => {
+                            if changed.is_err() {
+                                // The elector is gone: no leadership, ever.
+                                tracing::warn!("background audit: leadership signal closed; stopping");
+                                self.metrics.leader.set(0);
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            } else {
+                self.metrics.leader.set(1);
+            }
+            let started = Instant::now();
+            match self.pass().await {
+                Ok(pass) => tracing::info!(
+                    objects = pass.scan.objects.len(),
+                    controlled = pass.scan.controlled,
+                    readiness = pass.scores.cluster.ratio(),
+                    written = ?pass.written,
+                    elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "background audit pass"
+                ),
+                Err(e) => tracing::warn!(error = %e, "background audit pass failed"),
+            }
+            let next = tokio::time::sleep(interval.saturating_sub(started.elapsed()));
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = next => {}
+            }
+        }
+        self.metrics.leader.set(0);
+    }
+}
+
+/// Runs background audit until `shutdown` (see [`Background::run`]); the
+/// entry point for `tollgate webhook --in-cluster`.
+pub async fn run(background: Background, shutdown: impl Future<Output = ()> + Send) {
+    background.run(shutdown).await;
+}

@@ -85,6 +85,19 @@ pub struct Scan {
     pub namespaces: BTreeSet<String>,
 }
 
+impl Scan {
+    /// Sorts the judged objects by namespace, kind and name.
+    pub fn finish(&mut self) {
+        self.objects.sort_by(|a, b| {
+            (&a.object.namespace, &a.object.kind, &a.object.name).cmp(&(
+                &b.object.namespace,
+                &b.object.kind,
+                &b.object.name,
+            ))
+        });
+    }
+}
+
 /// Judges objects with one snapshot.
 pub struct Scanner<'a> {
     /// The policy set the webhook serves.
@@ -105,16 +118,16 @@ impl Scanner<'_> {
     pub fn scan(&self, objects: impl IntoIterator<Item = Value>) -> Scan {
         let mut scan = Scan::default();
         for object in objects {
-            self.one(object, &mut scan);
+            self.add(object, &mut scan);
         }
-        scan.objects.sort_by(|a, b| {
-            (&a.object.namespace, &a.object.kind, &a.object.name).cmp(&(
-                &b.object.namespace,
-                &b.object.kind,
-                &b.object.name,
-            ))
-        });
+        scan.finish();
         scan
+    }
+
+    /// Judges one more object into `scan` (callers that page through a
+    /// cluster add page by page, then call [`Scan::finish`]).
+    pub fn add(&self, object: Value, scan: &mut Scan) {
+        self.one(object, scan);
     }
 
     fn one(&self, mut object: Value, scan: &mut Scan) {
