@@ -25,6 +25,8 @@ enum Command {
     Sidecar(Box<cmd::sidecar::Args>),
     /// Evaluate manifests offline, as the webhook would.
     Check(cmd::check::Args),
+    /// Score how ready a cluster or manifests are for agents (ownership annotations, failing controls).
+    Doctor(cmd::doctor::Args),
     /// Run Gatekeeper `suite.yaml` test suites.
     Verify(cmd::verify::Args),
     /// Run Rego unit tests (`test_*` rules), like `opa test`.
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Webhook(args) => cmd::webhook::run(args),
         Command::Sidecar(args) => cmd::sidecar::run(*args),
         Command::Check(args) => cmd::check::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Test(args) => cmd::test::run(args),
         Command::Certs(command) => cmd::certs::run(command),

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use kube::Client;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tollgate_policies::engine::{Engine, Options};
+use tollgate_policies::config::PolicyConfig;
+use tollgate_policies::engine::{Engine, Options, Snapshot};
 use tollgate_policies::namespace::{NamespaceInfo, StaticNamespaces};
 use tollgate_policies::ownership::OwnershipConfig;
 
@@ -138,12 +139,22 @@ pub struct Pass {
     pub written: Option<Written>,
 }
 
-/// Lists and judges the cluster's Namespaces and workloads with `engine`'s
-/// current snapshot. Namespace labels and annotations for readiness come
-/// from the Namespaces listed.
+/// Which policy snapshot judges a scan.
+#[derive(Clone, Copy)]
+pub enum Policies<'a> {
+    /// The webhook's engine: its current snapshot, with its own namespace
+    /// source (the reflector).
+    Engine(&'a Engine),
+    /// A snapshot built from this config, reading namespace labels from the
+    /// Namespaces listed (`tollgate doctor`).
+    Config(&'a PolicyConfig),
+}
+
+/// Lists and judges the cluster's Namespaces and workloads. Namespace
+/// labels and annotations for readiness come from the Namespaces listed.
 pub async fn scan_cluster(
     client: &Client,
-    engine: &Engine,
+    policies: Policies<'_>,
     ownership: &OwnershipConfig,
     page_size: u32,
 ) -> Result<Scan, BackgroundError> {
@@ -158,23 +169,30 @@ pub async fn scan_cluster(
         pages.push(page);
     })
     .await?;
-    let snapshot = engine.snapshot();
+    let namespaces = Arc::new(StaticNamespaces::new(
+        pages
+            .iter()
+            .flatten()
+            .filter(|o| o.get("kind").and_then(|k| k.as_str()) == Some("Namespace"))
+            .filter_map(namespace_info),
+    ));
+    let snapshot = match policies {
+        Policies::Engine(engine) => engine.snapshot(),
+        Policies::Config(config) => Arc::new(
+            Snapshot::builder(config)
+                .namespaces(namespaces.clone())
+                .build(),
+        ),
+    };
     let ownership = ownership.clone();
     // Evaluation is CPU work (Rego, Pod Security): off the async workers.
     tokio::task::spawn_blocking(move || {
-        let namespaces = StaticNamespaces::new(
-            pages
-                .iter()
-                .flatten()
-                .filter(|o| o.get("kind").and_then(|k| k.as_str()) == Some("Namespace"))
-                .filter_map(namespace_info),
-        );
         let options = Options::default();
         let scanner = Scanner {
             snapshot: &snapshot,
             options: &options,
             ownership: &ownership,
-            namespaces: &namespaces,
+            namespaces: namespaces.as_ref(),
             default_namespace: "default",
         };
         let mut scan = Scan::default();
@@ -246,7 +264,7 @@ impl Background {
     async fn pass_inner(&self) -> Result<Pass, BackgroundError> {
         let scan = scan_cluster(
             &self.client,
-            &self.engine,
+            Policies::Engine(&self.engine),
             &self.ownership,
             self.settings.page_size,
         )

@@ -3,6 +3,7 @@
 //! policies, and background audit with PolicyReports.
 
 pub mod background;
+pub mod doctor;
 pub mod readiness;
 pub mod report;
 pub mod scan;

@@ -135,7 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The texts named by one `-f` argument, as (source, text) pairs.
-fn read_input(input: &str, errors: &mut Vec<String>) -> Vec<(String, String)> {
+pub(crate) fn read_input(input: &str, errors: &mut Vec<String>) -> Vec<(String, String)> {
     if input == "-" {
         let mut text = String::new();
         return match std::io::stdin().read_to_string(&mut text) {
