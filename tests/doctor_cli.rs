@@ -119,7 +119,10 @@ fn text_output_has_a_row_per_namespace() {
         "{stdout}"
     );
     let lines: Vec<&str> = stdout.lines().collect();
-    let header = lines.iter().position(|l| l.starts_with("NAMESPACE")).unwrap();
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with("NAMESPACE"))
+        .unwrap();
     assert!(lines[header + 1].starts_with("payments "), "{stdout}");
     assert!(lines[header + 1].contains("1/2 (50%)"), "{stdout}");
     assert!(lines[header + 2].starts_with("research "), "{stdout}");
@@ -143,7 +146,11 @@ fn min_score_sets_the_exit_code() {
 fn unreadable_input_exits_2() {
     let missing = doctor(&["-f", "examples/doctor/no-such.yaml"]);
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
-    assert!(text(&missing).contains("no-such.yaml"), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("no-such.yaml"),
+        "{}",
+        text(&missing)
+    );
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "apiVersion: v1\nkind: Pod\nmetadata: [\n").unwrap();
@@ -161,7 +168,14 @@ fn nothing_to_score_is_not_a_failure() {
         "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n",
     )
     .unwrap();
-    let out = doctor(&["-f", file.to_str().unwrap(), "--min-score", "1", "-o", "json"]);
+    let out = doctor(&[
+        "-f",
+        file.to_str().unwrap(),
+        "--min-score",
+        "1",
+        "-o",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["score"], Value::Null);
@@ -193,7 +207,14 @@ async fn scores_a_live_cluster() {
         .unwrap();
     let kubeconfig = server.kubeconfig_path().to_str().unwrap().to_owned();
     let out = tokio::task::spawn_blocking(move || {
-        doctor(&["--kubeconfig", &kubeconfig, "-o", "json", "--page-size", "2"])
+        doctor(&[
+            "--kubeconfig",
+            &kubeconfig,
+            "-o",
+            "json",
+            "--page-size",
+            "2",
+        ])
     })
     .await
     .unwrap();
@@ -202,7 +223,10 @@ async fn scores_a_live_cluster() {
     assert_eq!(report["source"], "cluster");
     assert_eq!(report["score"], json!(0.2), "{report}");
     assert_eq!(report["controlled"], 2, "the ReplicaSet and the Pod");
-    assert_eq!(row(&report, "payments")["readiness"]["ready_after_inheritance"], 1);
+    assert_eq!(
+        row(&report, "payments")["readiness"]["ready_after_inheritance"],
+        1
+    );
     assert_eq!(row(&report, "research")["failingObjects"], 1);
     // Every workload kind and the namespaces were listed.
     let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
@@ -217,7 +241,10 @@ async fn scores_a_live_cluster() {
         "/apis/batch/v1/jobs",
         "/apis/batch/v1/cronjobs",
     ] {
-        assert!(paths.iter().any(|p| p == path), "{path} not listed: {paths:?}");
+        assert!(
+            paths.iter().any(|p| p == path),
+            "{path} not listed: {paths:?}"
+        );
     }
 }
 
@@ -234,14 +261,17 @@ async fn unreachable_cluster_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("kubeconfig");
     std::fs::write(&copy, yaml).unwrap();
-    let out = tokio::task::spawn_blocking(move || {
-        doctor(&["--kubeconfig", copy.to_str().unwrap()])
-    })
-    .await
-    .unwrap();
+    let out =
+        tokio::task::spawn_blocking(move || doctor(&["--kubeconfig", copy.to_str().unwrap()]))
+            .await
+            .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("listing namespaces"), "{}", text(&out));
-    assert!(text(&out).contains("doctor needs list permission"), "{}", text(&out));
+    assert!(
+        text(&out).contains("doctor needs list permission"),
+        "{}",
+        text(&out)
+    );
 }
 
 fn example_objects() -> Vec<Value> {

@@ -291,11 +291,8 @@ impl Background {
     /// Runs passes every `interval` until `shutdown` completes. While a
     /// leadership signal says `false`, waits for it to turn `true`.
     pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
-        let interval = Duration::from_secs(
-            self.settings
-                .interval_seconds
-                .max(MIN_INTERVAL_SECONDS),
-        );
+        let interval =
+            Duration::from_secs(self.settings.interval_seconds.max(MIN_INTERVAL_SECONDS));
         tokio::pin!(shutdown);
         loop {
             if let Some(leader) = self.leader.as_mut() {

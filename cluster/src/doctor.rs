@@ -138,7 +138,8 @@ pub fn diagnose(scan: &Scan, source: &str, min_score: Option<f64>) -> Diagnosis 
                         .collect()
                 })
                 .unwrap_or_default();
-            failing_controls.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
+            failing_controls
+                .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
             NamespaceRow {
                 namespace: ns.clone(),
                 readiness: score.clone(),
@@ -473,8 +474,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, ClientErr
                 path: path.display().to_string(),
                 message,
             };
-            let file =
-                kube::config::Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+            let file = kube::config::Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
             kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
                 .await
                 .map_err(|e| err(e.to_string()))?

@@ -107,7 +107,8 @@ pub fn assess(
                 inheritable.push(key);
             }
         }
-        ready_after_inheritance = !inheritable.is_empty() && Gaps::of(&merged, namespace, config).ready();
+        ready_after_inheritance =
+            !inheritable.is_empty() && Gaps::of(&merged, namespace, config).ready();
     }
     let status = if config.is_exempt(namespace) {
         Status::Exempt
@@ -139,7 +140,11 @@ struct Gaps {
 }
 
 impl Gaps {
-    fn of(annotations: &BTreeMap<String, String>, namespace: &str, config: &OwnershipConfig) -> Gaps {
+    fn of(
+        annotations: &BTreeMap<String, String>,
+        namespace: &str,
+        config: &OwnershipConfig,
+    ) -> Gaps {
         let tier = annotations
             .get(Key::Tier.annotation())
             .and_then(|t| t.parse::<Tier>().ok());

@@ -509,10 +509,96 @@ impl ReportBody {
     pub fn same_findings(&self, other: &ReportBody) -> bool {
         self.summary == other.summary
             && self.results.len() == other.results.len()
-            && self
-                .results
+            && self.results.iter().zip(&other.results).all(|(a, b)| {
+                ReportResult {
+                    timestamp: b.timestamp,
+                    ..a.clone()
+                } == *b
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::Audited;
+
+    fn audited(name: &str, fail: bool) -> Audited {
+        Audited {
+            object: ObjectRef {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                namespace: "big".into(),
+                name: name.into(),
+                uid: None,
+            },
+            workload: Some(tollgate_policies::WorkloadKind::Pod),
+            violations: if fail {
+                vec![Violation {
+                    policy: PolicySet::Ownership,
+                    rule: "ownership-owner".into(),
+                    message: "x".repeat(MAX_MESSAGE_CHARS + 10),
+                    path: None,
+                    container: None,
+                    controls: Vec::new(),
+                    action: EnforcementAction::Deny,
+                }]
+            } else {
+                Vec::new()
+            },
+            passed: if fail {
+                Vec::new()
+            } else {
+                vec![PolicySet::PodSecurity]
+            },
+            exempt: Vec::new(),
+            notes: Vec::new(),
+            error: None,
+            readiness: None,
+        }
+    }
+
+    #[test]
+    fn full_reports_keep_findings_and_count_everything() {
+        let mut scan = Scan::default();
+        for i in 0..MAX_RESULTS + 100 {
+            scan.objects.push(audited(&format!("ok-{i}"), false));
+        }
+        for i in 0..10 {
+            scan.objects.push(audited(&format!("bad-{i}"), true));
+        }
+        let reports = build(&scan, OffsetDateTime::UNIX_EPOCH);
+        let report = &reports.namespaced["big"];
+        assert_eq!(report.body.summary.pass, MAX_RESULTS + 100);
+        assert_eq!(report.body.summary.fail, 10);
+        assert_eq!(report.body.results.len(), MAX_RESULTS);
+        assert!(
+            report.body.results[..10]
                 .iter()
-                .zip(&other.results)
-                .all(|(a, b)| ReportResult { timestamp: b.timestamp, ..a.clone() } == *b)
+                .all(|r| r.result == Outcome::Fail)
+        );
+        assert_eq!(
+            report.body.results[0].message.chars().count(),
+            MAX_MESSAGE_CHARS
+        );
+        assert_eq!(report.body.results[0].severity, Some(Severity::Low));
+        assert_eq!(
+            report.metadata.annotations.as_ref().unwrap()[TRUNCATED_ANNOTATION],
+            "110"
+        );
+    }
+
+    #[test]
+    fn findings_compare_without_timestamps() {
+        let mut scan = Scan::default();
+        scan.objects.push(audited("a", true));
+        let then = build(&scan, OffsetDateTime::UNIX_EPOCH);
+        let now = build(&scan, OffsetDateTime::now_utc());
+        let (a, b) = (&then.namespaced["big"].body, &now.namespaced["big"].body);
+        assert_ne!(a, b);
+        assert!(a.same_findings(b));
+        scan.objects.push(audited("b", false));
+        let more = build(&scan, OffsetDateTime::UNIX_EPOCH);
+        assert!(!a.same_findings(&more.namespaced["big"].body));
     }
 }

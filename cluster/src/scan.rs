@@ -227,7 +227,10 @@ fn strongest(violations: Vec<Violation>) -> Vec<Violation> {
     let mut out: Vec<Violation> = Vec::with_capacity(violations.len());
     for v in violations {
         let same = out.iter_mut().find(|o| {
-            o.policy == v.policy && o.rule == v.rule && o.path == v.path && o.container == v.container
+            o.policy == v.policy
+                && o.rule == v.rule
+                && o.path == v.path
+                && o.container == v.container
         });
         match same {
             Some(o) if rank(v.action) < rank(o.action) => *o = v,

@@ -52,7 +52,11 @@ async fn setup() -> (FakeApiServer, Background) {
         .apply(crd("policyreports", "PolicyReport", "Namespaced"))
         .unwrap();
     server
-        .apply(crd("clusterpolicyreports", "ClusterPolicyReport", "Cluster"))
+        .apply(crd(
+            "clusterpolicyreports",
+            "ClusterPolicyReport",
+            "Cluster",
+        ))
         .unwrap();
     for ns in ["team-a", "team-b"] {
         server
@@ -108,12 +112,21 @@ async fn reports_created_left_alone_updated_and_deleted() {
     let (server, background) = setup().await;
     let pass = background.pass().await.unwrap();
     let written = pass.written.unwrap();
-    assert_eq!((written.created, written.updated, written.deleted), (3, 0, 0));
+    assert_eq!(
+        (written.created, written.updated, written.deleted),
+        (3, 0, 0)
+    );
     assert_eq!(pass.scan.controlled, 1, "the ReplicaSet's pod");
 
     let a = report(&server, "team-a").expect("team-a report");
-    assert_eq!(a["metadata"]["labels"]["app.kubernetes.io/managed-by"], "tollgate");
-    assert_eq!(a["summary"], json!({"pass": 1, "fail": 1, "warn": 0, "error": 0, "skip": 0}));
+    assert_eq!(
+        a["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "tollgate"
+    );
+    assert_eq!(
+        a["summary"],
+        json!({"pass": 1, "fail": 1, "warn": 0, "error": 0, "skip": 0})
+    );
     let fail = a["results"]
         .as_array()
         .unwrap()
@@ -138,7 +151,10 @@ async fn reports_created_left_alone_updated_and_deleted() {
     // Nothing changed: no writes, whatever the new timestamps.
     let before = writes(&server).len();
     let written = background.pass().await.unwrap().written.unwrap();
-    assert_eq!((written.created, written.updated, written.unchanged), (0, 0, 3));
+    assert_eq!(
+        (written.created, written.updated, written.unchanged),
+        (0, 0, 3)
+    );
     assert_eq!(writes(&server).len(), before, "{:?}", writes(&server));
 
     // Fixed: the report is updated; another tool's report is left alone; a
@@ -204,11 +220,15 @@ async fn missing_crd_fails_the_pass_and_counts_it() {
     };
     let err = background.pass().await.unwrap_err();
     assert!(
-        err.to_string().contains("listing policyreports.wgpolicyk8s.io"),
+        err.to_string()
+            .contains("listing policyreports.wgpolicyk8s.io"),
         "{err}"
     );
     let text = encode(&background.metrics);
-    assert!(text.contains("audit_passes_total{outcome=\"failure\"} 1"), "{text}");
+    assert!(
+        text.contains("audit_passes_total{outcome=\"failure\"} 1"),
+        "{text}"
+    );
     // Metrics-only mode needs no CRD.
     let background = Background {
         settings: BackgroundSettings {

@@ -29,7 +29,12 @@ use crate::config::TollgateConfig;
 pub struct Args {
     /// Score these manifests (file, directory searched recursively, or -
     /// for stdin; repeatable) instead of a cluster.
-    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-", conflicts_with = "kubeconfig")]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR|-",
+        conflicts_with = "kubeconfig"
+    )]
     pub files: Vec<String>,
     /// Kubeconfig to use (its current context); default: in-cluster
     /// configuration, else KUBECONFIG or ~/.kube/config.
@@ -161,7 +166,8 @@ fn offline_scan(
             namespaces.insert(info.name.clone(), info);
         }
     }
-    let source: Arc<dyn NamespaceSource> = Arc::new(StaticNamespaces::new(namespaces.into_values()));
+    let source: Arc<dyn NamespaceSource> =
+        Arc::new(StaticNamespaces::new(namespaces.into_values()));
     let snapshot = Snapshot::builder(&config.policy)
         .namespaces(source.clone())
         .build();

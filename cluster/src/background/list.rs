@@ -77,7 +77,9 @@ where
                     }
                     values.push(value);
                 }
-                Err(e) => tracing::warn!(resource, error = %e, "object skipped: cannot be re-encoded"),
+                Err(e) => {
+                    tracing::warn!(resource, error = %e, "object skipped: cannot be re-encoded")
+                }
             }
         }
         page(values);

@@ -57,7 +57,10 @@ pub async fn sync(
         let current = existing
             .items
             .iter()
-            .find(|r| r.metadata.namespace.as_deref() == Some(ns) && r.metadata.name.as_ref() == Some(&name))
+            .find(|r| {
+                r.metadata.namespace.as_deref() == Some(ns)
+                    && r.metadata.name.as_ref() == Some(&name)
+            })
             .cloned();
         put(&api, report.clone(), current, metrics, &mut written).await?;
     }
@@ -73,7 +76,10 @@ pub async fn sync(
             resource: "clusterpolicyreports.wgpolicyk8s.io".into(),
             source,
         })?;
-    let wanted = reports.cluster.as_ref().and_then(|c| c.metadata.name.clone());
+    let wanted = reports
+        .cluster
+        .as_ref()
+        .and_then(|c| c.metadata.name.clone());
     for r in &existing.items {
         if let Some(name) = &r.metadata.name
             && Some(name) != wanted.as_ref()
@@ -125,7 +131,11 @@ fn count(metrics: &AuditMetrics, operation: &'static str, ok: bool) {
         .inc();
 }
 
-fn write_error<R: Report>(operation: &'static str, report: &R, source: kube::Error) -> BackgroundError {
+fn write_error<R: Report>(
+    operation: &'static str,
+    report: &R,
+    source: kube::Error,
+) -> BackgroundError {
     BackgroundError::Write {
         operation,
         kind: R::kind(&()).into_owned(),
@@ -177,7 +187,9 @@ async fn put<R: Report>(
                 written.updated += 1;
                 return Ok(());
             }
-            Err(kube::Error::Api(s)) if (s.is_conflict() || s.is_not_found()) && attempt < ATTEMPTS => {
+            Err(kube::Error::Api(s))
+                if (s.is_conflict() || s.is_not_found()) && attempt < ATTEMPTS =>
+            {
                 // Someone changed or removed it since we listed: read again.
                 current = api
                     .get_opt(&name)
