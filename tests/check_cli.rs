@@ -148,7 +148,7 @@ fn namespace_labels_come_from_the_config_file() {
     let config = write(
         dir.path(),
         "tollgate.yaml",
-        "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\npolicy:\n  namespaces:\n    typo:\n      labels: {pss.tollgate.dev/warn: loud}\n",
+        "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\npolicy:\n  namespaces:\n    typo:\n      labels: {pss.tollgate.dev/warn: loud}\n      annotations: {deployscope.dev/owner: team-a, deployscope.dev/tier: standard}\n",
     );
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: typo}\nspec:\n  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}\n  containers:\n  - name: c\n    image: x\n    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n";
     let out = check(
