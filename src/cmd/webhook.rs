@@ -56,10 +56,10 @@ pub struct Args {
     /// to policy.constraints.paths; reloaded when the files change.
     #[arg(long, value_name = "FILE|DIR")]
     pub constraints: Vec<PathBuf>,
+    /// How often the constraint files are checked for changes.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = settings::parse_duration)]
+    pub constraints_poll: std::time::Duration,
 }
-
-/// How often constraint files are checked for changes.
-const CONSTRAINTS_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -133,7 +133,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            tokio::spawn(watch_constraints(Arc::clone(store), constraint_paths));
+            tokio::spawn(watch_constraints(
+                Arc::clone(store),
+                constraint_paths,
+                args.constraints_poll,
+            ));
         }
         let served = bound
             .serve(tollgate_webhook::shutdown_signal())
@@ -158,9 +162,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn watch_constraints(
     store: Arc<tollgate_policies::gatekeeper::ConstraintStore>,
     paths: Vec<PathBuf>,
+    every: std::time::Duration,
 ) {
     let mut seen = crate::constraints::fingerprint(&paths);
-    let mut ticks = tokio::time::interval(CONSTRAINTS_POLL);
+    let mut ticks = tokio::time::interval(every.max(std::time::Duration::from_millis(50)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
