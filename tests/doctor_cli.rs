@@ -69,7 +69,7 @@ fn scores_the_example_manifests() {
     let payments = row(&report, "payments");
     assert_eq!(payments["readiness"]["workloads"], 2);
     assert_eq!(payments["score"], json!(0.5));
-    assert_eq!(payments["failingObjects"], 0);
+    assert_eq!(payments["failingObjects"], 1, "settlement fails ownership");
     let research = row(&report, "research");
     assert_eq!(research["score"], json!(0.0));
     assert_eq!(
@@ -77,7 +77,8 @@ fn scores_the_example_manifests() {
         json!({"name": "tier", "count": 2}),
         "{research}"
     );
-    assert_eq!(research["failingObjects"], 1, "node-probe fails baseline");
+    // All three fail ownership; node-probe fails Pod Security baseline too.
+    assert_eq!(research["failingObjects"], 3);
     let controls: Vec<&str> = research["failingControls"]
         .as_array()
         .unwrap()
@@ -227,7 +228,7 @@ async fn scores_a_live_cluster() {
         row(&report, "payments")["readiness"]["ready_after_inheritance"],
         1
     );
-    assert_eq!(row(&report, "research")["failingObjects"], 1);
+    assert_eq!(row(&report, "research")["failingObjects"], 3);
     // Every workload kind and the namespaces were listed.
     let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
     for path in [

@@ -187,7 +187,10 @@ pub async fn scan_cluster(
     let ownership = ownership.clone();
     // Evaluation is CPU work (Rego, Pod Security): off the async workers.
     tokio::task::spawn_blocking(move || {
-        let options = Options::default();
+        let options = Options {
+            only: None,
+            evidence: true,
+        };
         let scanner = Scanner {
             snapshot: &snapshot,
             options: &options,

@@ -11,7 +11,9 @@
 //!   set) and `properties` naming the controls (`controls`:
 //!   `"PCI-DSS 2.2.5, SOC2 CC6.1"`), the enforcement action, the field path
 //!   and the container;
-//! - a policy set that judged a workload and found nothing is one `pass`;
+//! - a policy set that judged a workload and found nothing is one `pass`,
+//!   naming the rules that ran (`properties.rules`) and the controls they
+//!   evidence (`properties.controls`, `category`);
 //! - a policy set that skipped a workload by exemption is one `skip`;
 //! - an object that could not be evaluated is one `error`.
 //!
@@ -391,10 +393,36 @@ fn results_of(audited: &Audited, timestamp: Timestamp, out: &mut Vec<ReportResul
     for v in &audited.violations {
         out.push(violation_result(v, base(v.policy.as_str(), Outcome::Fail)));
     }
-    for set in &audited.passed {
+    for passed in &audited.passed {
+        let mut properties = BTreeMap::new();
+        if !passed.rules.is_empty() {
+            properties.insert("rules".to_owned(), passed.rules.join(", "));
+        }
+        let frameworks = frameworks(&passed.controls);
+        if !passed.controls.is_empty() {
+            properties.insert(
+                "controls".to_owned(),
+                passed
+                    .controls
+                    .iter()
+                    .map(Control::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            properties.insert("frameworks".to_owned(), frameworks.join(", "));
+        }
+        let set = passed.policy;
         out.push(ReportResult {
-            category: set_category(*set).to_owned(),
-            message: format!("no {} violations", set.as_str()),
+            category: if frameworks.is_empty() {
+                set_category(set).to_owned()
+            } else {
+                frameworks.join(", ")
+            },
+            message: match passed.rules.len() {
+                0 => format!("no {} violations", set.as_str()),
+                n => format!("no {} violations ({n} rules)", set.as_str()),
+            },
+            properties,
             ..base(set.as_str(), Outcome::Pass)
         });
     }
@@ -549,7 +577,11 @@ mod tests {
             passed: if fail {
                 Vec::new()
             } else {
-                vec![PolicySet::PodSecurity]
+                vec![crate::scan::Passed {
+                    policy: PolicySet::PodSecurity,
+                    rules: vec!["privileged".into()],
+                    controls: Vec::new(),
+                }]
             },
             exempt: Vec::new(),
             notes: Vec::new(),

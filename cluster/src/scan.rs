@@ -27,8 +27,9 @@ use tollgate_policies::compliance::Catalogue;
 use tollgate_policies::engine::offline;
 use tollgate_policies::engine::{Options, Snapshot};
 use tollgate_policies::ownership::{OwnershipConfig, checked_controller};
+use tollgate_policies::report::Evaluated;
 use tollgate_policies::{
-    EnforcementAction, NamespaceSource, PolicySet, Violation, Workload, WorkloadKind,
+    Control, EnforcementAction, NamespaceSource, PolicySet, Violation, Workload, WorkloadKind,
 };
 
 use crate::readiness::{self, Readiness};
@@ -60,8 +61,10 @@ pub struct Audited {
     /// Every violation, each with the controls it evidences (Pod Security
     /// violations get the catalogue's controls for their level).
     pub violations: Vec<Violation>,
-    /// The policy sets that judged it and found nothing.
-    pub passed: Vec<PolicySet>,
+    /// Per policy set that judged it and found nothing: the rules that ran
+    /// (when the engine recorded them, [`Options::evidence`]) and the
+    /// controls they evidence. `rule` is empty; `Passed::rules` lists them.
+    pub passed: Vec<Passed>,
     /// The policy sets that skipped it by exemption, and why.
     pub exempt: Vec<(PolicySet, &'static str)>,
     /// Notes that are not violations (a misspelt namespace label ...).
@@ -70,6 +73,18 @@ pub struct Audited {
     pub error: Option<String>,
     /// Its agent-readiness (workloads only).
     pub readiness: Option<Readiness>,
+}
+
+/// A policy set that judged an object and found nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Passed {
+    /// The policy set.
+    pub policy: PolicySet,
+    /// The rules that ran and passed (empty when the engine did not record
+    /// them).
+    pub rules: Vec<String>,
+    /// The controls those rules evidence, deduplicated and sorted.
+    pub controls: Vec<Control>,
 }
 
 /// Everything one scan found.
@@ -98,7 +113,8 @@ impl Scan {
     }
 }
 
-/// Judges objects with one snapshot.
+/// Judges objects with one snapshot. Set [`Options::evidence`] for pass
+/// results that name the rules and controls they evidence.
 pub struct Scanner<'a> {
     /// The policy set the webhook serves.
     pub snapshot: &'a Snapshot,
@@ -191,16 +207,7 @@ impl Scanner<'_> {
         let passed = if evaluation.failure.is_some() || workload.is_none() {
             Vec::new()
         } else {
-            self.snapshot
-                .policy_sets()
-                .into_iter()
-                .filter(|set| match &self.options.only {
-                    None => true,
-                    Some(only) => only.contains(set),
-                })
-                .filter(|set| !violations.iter().any(|v| v.policy == *set))
-                .filter(|set| !exempt.iter().any(|(p, _)| p == set))
-                .collect()
+            self.passed(&evaluation.evaluated, &violations, &exempt)
         };
         scan.objects.push(Audited {
             object: reference,
@@ -212,6 +219,48 @@ impl Scanner<'_> {
             error: evaluation.failure.map(|f| f.message),
             readiness,
         });
+    }
+}
+
+impl Scanner<'_> {
+    /// The policy sets that ran on an object and found nothing, with the
+    /// rules that passed and their controls.
+    fn passed(
+        &self,
+        evaluated: &[Evaluated],
+        violations: &[Violation],
+        exempt: &[(PolicySet, &'static str)],
+    ) -> Vec<Passed> {
+        self.snapshot
+            .policy_sets()
+            .into_iter()
+            .filter(|set| match &self.options.only {
+                None => true,
+                Some(only) => only.contains(set),
+            })
+            .filter(|set| !violations.iter().any(|v| v.policy == *set))
+            .filter(|set| !exempt.iter().any(|(p, _)| p == set))
+            .filter_map(|set| {
+                let ran: Vec<&Evaluated> = evaluated.iter().filter(|e| e.policy == set).collect();
+                // With evidence recorded, a set that ran no rule on this
+                // object (ownership on an exempt namespace, compliance
+                // without profiles) did not judge it.
+                if self.options.evidence && ran.is_empty() {
+                    return None;
+                }
+                let mut controls: Vec<Control> = ran
+                    .iter()
+                    .flat_map(|e| e.controls.iter().cloned())
+                    .collect();
+                controls.sort();
+                controls.dedup();
+                Some(Passed {
+                    policy: set,
+                    rules: ran.iter().map(|e| e.rule.clone()).collect(),
+                    controls,
+                })
+            })
+            .collect()
     }
 }
 
@@ -242,7 +291,7 @@ fn strongest(violations: Vec<Violation>) -> Vec<Violation> {
 }
 
 /// The controls the catalogue maps a Pod Security check's level to.
-fn pod_security_controls(check: &str) -> Vec<tollgate_policies::Control> {
+fn pod_security_controls(check: &str) -> Vec<Control> {
     let Ok(catalogue) = Catalogue::builtin() else {
         return Vec::new();
     };

@@ -125,13 +125,15 @@ async fn reports_created_left_alone_updated_and_deleted() {
     );
     assert_eq!(
         a["summary"],
-        json!({"pass": 1, "fail": 1, "warn": 0, "error": 0, "skip": 0})
+        // web passes Pod Security and ownership; priv fails privileged,
+        // ownership-owner and ownership-tier.
+        json!({"pass": 2, "fail": 3, "warn": 0, "error": 0, "skip": 0})
     );
     let fail = a["results"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["result"] == "fail")
+        .find(|r| r["result"] == "fail" && r["policy"] == "pod-security")
         .unwrap();
     assert_eq!(fail["rule"], "privileged");
     assert_eq!(fail["resources"][0]["name"], "priv");
@@ -142,7 +144,7 @@ async fn reports_created_left_alone_updated_and_deleted() {
             .contains("PCI-DSS 2.2.6"),
         "{fail}"
     );
-    assert_eq!(report(&server, "team-b").unwrap()["summary"]["pass"], 1);
+    assert_eq!(report(&server, "team-b").unwrap()["summary"]["pass"], 2);
     let cluster = server
         .get(REPORTS, "ClusterPolicyReport", "", "tollgate-audit-cluster")
         .expect("cluster report");
@@ -171,8 +173,8 @@ async fn reports_created_left_alone_updated_and_deleted() {
     assert_eq!((written.updated, written.deleted), (1, 1), "{written:?}");
     assert_eq!(
         report(&server, "team-a").unwrap()["summary"]["fail"],
-        0,
-        "the fix shows"
+        2,
+        "the Pod Security fix shows; ownership still fails"
     );
     assert!(report(&server, "team-b").is_none(), "stale report deleted");
     assert!(
@@ -204,7 +206,7 @@ async fn update_conflicts_are_retried() {
         .filter(|(m, p)| m == "PUT" && p.ends_with("/team-a/policyreports/tollgate-audit"))
         .count();
     assert_eq!(puts, 2, "one refused with 409, one after re-reading");
-    assert_eq!(report(&server, "team-a").unwrap()["summary"]["fail"], 0);
+    assert_eq!(report(&server, "team-a").unwrap()["summary"]["fail"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,7 +262,7 @@ async fn metrics_follow_the_passes() {
         "tollgate_readiness_cluster_ratio 0.6666666666666666",
         "tollgate_readiness_workloads{namespace=\"team-a\",status=\"not-ready\"} 1",
         "tollgate_readiness_missing_keys{namespace=\"team-a\",key=\"owner\"} 1",
-        "tollgate_audit_results{namespace=\"team-a\",result=\"fail\"} 1",
+        "tollgate_audit_results{namespace=\"team-a\",result=\"fail\"} 3",
         "tollgate_audit_report_writes_total{operation=\"create\",outcome=\"success\"} 3",
         "tollgate_audit_passes_total{outcome=\"success\"} 1",
         // 6 Namespaces (the fake's default, kube-system, kube-public and

@@ -47,7 +47,10 @@ fn run(path: &Path) -> Result<(), String> {
     let snapshot = Snapshot::builder(&policy)
         .namespaces(namespaces.clone())
         .build();
-    let options = Options::default();
+    let options = Options {
+        only: None,
+        evidence: true,
+    };
     let scanner = Scanner {
         snapshot: &snapshot,
         options: &options,

@@ -85,11 +85,10 @@ fn parse_score(text: &str) -> Result<f64, String> {
     Ok(value)
 }
 
-/// The ownership requirements readiness is measured against: the built-in
-/// ones (the config file's policy section carries no ownership settings of
-/// its own yet).
-fn ownership(_config: &TollgateConfig) -> OwnershipConfig {
-    OwnershipConfig::default()
+/// The ownership requirements readiness is measured against: the config
+/// file's `policy.ownership` (the built-in ones without `--config`).
+fn ownership(config: &TollgateConfig) -> OwnershipConfig {
+    config.policy.ownership.clone()
 }
 
 /// Runs `tollgate doctor`.
@@ -171,7 +170,10 @@ fn offline_scan(
     let snapshot = Snapshot::builder(&config.policy)
         .namespaces(source.clone())
         .build();
-    let options = Options::default();
+    let options = Options {
+        only: None,
+        evidence: true,
+    };
     Scanner {
         snapshot: &snapshot,
         options: &options,
