@@ -288,3 +288,25 @@ fn example_objects() -> Vec<Value> {
     }
     out
 }
+
+#[test]
+fn user_constraints_count_as_failing_checks() {
+    let library = "policies/gatekeeper/image-digests";
+    let out = doctor(&[
+        "-f",
+        "examples/doctor",
+        "--constraints",
+        &format!("{library}/template.yaml"),
+        "--constraints",
+        &format!("{library}/samples/pinned-images/constraint.yaml"),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // checkout passes everything built in, but its images are tagged, not
+    // pinned by digest.
+    assert_eq!(row(&report, "payments")["failingObjects"], 2, "{report}");
+    let missing = doctor(&["-f", "examples/doctor", "--constraints", "no/such/dir"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+}

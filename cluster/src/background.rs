@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tollgate_policies::config::PolicyConfig;
 use tollgate_policies::engine::{Engine, Options, Snapshot};
+use tollgate_policies::gatekeeper::ConstraintStore;
 use tollgate_policies::namespace::{NamespaceInfo, StaticNamespaces};
 use tollgate_policies::ownership::OwnershipConfig;
 
@@ -140,14 +141,15 @@ pub struct Pass {
 }
 
 /// Which policy snapshot judges a scan.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub enum Policies<'a> {
     /// The webhook's engine: its current snapshot, with its own namespace
     /// source (the reflector).
     Engine(&'a Engine),
-    /// A snapshot built from this config, reading namespace labels from the
-    /// Namespaces listed (`tollgate doctor`).
-    Config(&'a PolicyConfig),
+    /// A snapshot built from this config (and these Gatekeeper
+    /// constraints), reading namespace labels from the Namespaces listed
+    /// (`tollgate doctor`).
+    Config(&'a PolicyConfig, Option<Arc<ConstraintStore>>),
 }
 
 /// Lists and judges the cluster's Namespaces and workloads. Namespace
@@ -178,11 +180,13 @@ pub async fn scan_cluster(
     ));
     let snapshot = match policies {
         Policies::Engine(engine) => engine.snapshot(),
-        Policies::Config(config) => Arc::new(
-            Snapshot::builder(config)
-                .namespaces(namespaces.clone())
-                .build(),
-        ),
+        Policies::Config(config, constraints) => {
+            let mut builder = Snapshot::builder(config).namespaces(namespaces.clone());
+            if let Some(store) = constraints {
+                builder = builder.constraints(store);
+            }
+            Arc::new(builder.build())
+        }
     };
     let ownership = ownership.clone();
     // Evaluation is CPU work (Rego, Pod Security): off the async workers.
@@ -343,4 +347,42 @@ impl Background {
 /// entry point for `tollgate webhook --in-cluster`.
 pub async fn run(background: Background, shutdown: impl Future<Output = ()> + Send) {
     background.run(shutdown).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse_strictly_and_validate() {
+        let s: BackgroundSettings =
+            yaml_serde::from_str("intervalSeconds: 60\nwriteReports: false\n").unwrap();
+        assert_eq!(s.interval_seconds, 60);
+        assert!(!s.write_reports);
+        assert_eq!(s.page_size, 500);
+        assert!(s.validate().is_ok());
+        let err = yaml_serde::from_str::<BackgroundSettings>("interval: 60\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        let short = BackgroundSettings {
+            interval_seconds: 5,
+            ..BackgroundSettings::default()
+        };
+        assert!(short.validate().unwrap_err().contains("minimum of 10"));
+        let zero = BackgroundSettings {
+            page_size: 0,
+            ..BackgroundSettings::default()
+        };
+        assert!(zero.validate().is_err());
+    }
+
+    #[test]
+    fn namespace_info_reads_labels_and_annotations() {
+        let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "a", "labels": {"x": "1"}, "annotations": {"deployscope.dev/owner": "t"}}});
+        let info = namespace_info(&ns).unwrap();
+        assert_eq!(info.name, "a");
+        assert_eq!(info.labels["x"], "1");
+        assert_eq!(info.annotations["deployscope.dev/owner"], "t");
+        assert!(namespace_info(&serde_json::json!({"kind": "Namespace"})).is_none());
+    }
 }

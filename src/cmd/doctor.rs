@@ -18,6 +18,7 @@ use tollgate_cluster::doctor;
 use tollgate_cluster::scan::{Scan, Scanner};
 use tollgate_policies::engine::offline;
 use tollgate_policies::engine::{Options, Snapshot};
+use tollgate_policies::gatekeeper::ConstraintStore;
 use tollgate_policies::namespace::NamespaceInfo;
 use tollgate_policies::ownership::OwnershipConfig;
 use tollgate_policies::{NamespaceSource, StaticNamespaces};
@@ -44,6 +45,10 @@ pub struct Args {
     /// labels and annotations offline).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Gatekeeper ConstraintTemplates and constraints (file or directory);
+    /// repeatable. Added to the config file's policy.constraints.paths.
+    #[arg(long, value_name = "PATH")]
+    pub constraints: Vec<PathBuf>,
     /// Namespace of manifest objects that do not name one.
     #[arg(long, value_name = "NAMESPACE", default_value = "default")]
     pub namespace: String,
@@ -95,8 +100,23 @@ fn ownership(config: &TollgateConfig) -> OwnershipConfig {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = TollgateConfig::load_or_builtin(args.config.as_deref())?;
     let ownership = ownership(&config);
+    let mut constraint_paths: Vec<PathBuf> = config
+        .policy
+        .constraints
+        .paths
+        .iter()
+        .map(|p| config.resolve(p))
+        .collect();
+    constraint_paths.extend(args.constraints.iter().cloned());
+    let constraints = match crate::constraints::load(&constraint_paths) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let (scan, source) = if args.files.is_empty() {
-        match live(&args, &config, &ownership)? {
+        match live(&args, &config, &ownership, constraints)? {
             Ok(scan) => (scan, "cluster"),
             Err(message) => {
                 eprintln!("error: {message}");
@@ -105,7 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     } else {
         let mut errors = Vec::new();
-        let scan = offline_scan(&args, &config, &ownership, &mut errors);
+        let scan = offline_scan(&args, &config, &ownership, constraints, &mut errors);
         if !errors.is_empty() {
             for e in &errors {
                 eprintln!("error: {e}");
@@ -130,6 +150,7 @@ fn offline_scan(
     args: &Args,
     config: &TollgateConfig,
     ownership: &OwnershipConfig,
+    constraints: Option<Arc<ConstraintStore>>,
     errors: &mut Vec<String>,
 ) -> Scan {
     let mut objects = Vec::new();
@@ -167,9 +188,11 @@ fn offline_scan(
     }
     let source: Arc<dyn NamespaceSource> =
         Arc::new(StaticNamespaces::new(namespaces.into_values()));
-    let snapshot = Snapshot::builder(&config.policy)
-        .namespaces(source.clone())
-        .build();
+    let mut builder = Snapshot::builder(&config.policy).namespaces(source.clone());
+    if let Some(store) = constraints {
+        builder = builder.constraints(store);
+    }
+    let snapshot = builder.build();
     let options = Options {
         only: None,
         evidence: true,
@@ -189,6 +212,7 @@ fn live(
     args: &Args,
     config: &TollgateConfig,
     ownership: &OwnershipConfig,
+    constraints: Option<Arc<ConstraintStore>>,
 ) -> anyhow::Result<Result<Scan, String>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -200,7 +224,7 @@ fn live(
             .map_err(|e| e.to_string())?;
         background::scan_cluster(
             &client,
-            Policies::Config(&config.policy),
+            Policies::Config(&config.policy, constraints),
             ownership,
             args.page_size.max(1),
         )
