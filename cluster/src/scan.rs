@@ -21,7 +21,8 @@
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
 use tollgate_policies::compliance::Catalogue;
 use tollgate_policies::engine::offline;
@@ -29,7 +30,7 @@ use tollgate_policies::engine::{Options, Snapshot};
 use tollgate_policies::ownership::{OwnershipConfig, checked_controller};
 use tollgate_policies::report::Evaluated;
 use tollgate_policies::{
-    Control, EnforcementAction, NamespaceSource, PolicySet, Violation, Workload, WorkloadKind,
+    Control, EnforcementAction, NamespaceSource, PolicySet, Violation, WorkloadKind,
 };
 
 use crate::readiness::{self, Readiness};
@@ -172,18 +173,23 @@ impl Scanner<'_> {
         } else {
             scan.namespaces.insert(reference.namespace.clone());
         }
-        let readiness = match Workload::from_object(&object) {
-            Ok(Some(w)) => {
-                let info = self.namespaces.namespace(&reference.namespace);
-                Some(readiness::assess(
-                    &w.metadata,
-                    &reference.namespace,
-                    info.as_deref(),
-                    self.ownership,
-                ))
-            }
-            // The engine names the parse error below.
-            Ok(None) | Err(_) => None,
+        // Readiness reads the object's own metadata only: no need to parse
+        // the pod spec a second time (the engine does).
+        let readiness = match (workload, object.get("metadata")) {
+            (Some(_), Some(meta)) => match ObjectMeta::deserialize(meta) {
+                Ok(meta) => {
+                    let info = self.namespaces.namespace(&reference.namespace);
+                    Some(readiness::assess(
+                        &meta,
+                        &reference.namespace,
+                        info.as_deref(),
+                        self.ownership,
+                    ))
+                }
+                // The engine names the parse error below.
+                Err(_) => None,
+            },
+            _ => None,
         };
         let checked = offline::check_object(
             self.snapshot,
