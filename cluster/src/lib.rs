@@ -2,8 +2,13 @@
 //! reflector, self-managed certificate Secrets under a Lease, cluster-held
 //! policies, and background audit with PolicyReports.
 
+pub mod certificates;
+pub mod duration;
 pub mod error;
+pub mod lease;
 pub mod namespaces;
 
+pub use certificates::{CertificateManager, CertificateMode, CertificateSettings};
 pub use error::ClusterError;
+pub use lease::LeaderElector;
 pub use namespaces::{NamespaceReflector, NamespaceSettings};
