@@ -35,6 +35,8 @@ enum Command {
     /// Inspect and verify the audit journal.
     #[command(subcommand)]
     Audit(cmd::audit::Command),
+    /// Print the TollgatePolicy CustomResourceDefinition (YAML).
+    Crd,
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Test(args) => cmd::test::run(args),
         Command::Certs(command) => cmd::certs::run(command),
         Command::Audit(command) => cmd::audit::run(command),
+        Command::Crd => cmd::cluster::print_crd(),
     };
     match result {
         Ok(code) => code,

@@ -3,12 +3,15 @@
 //! policies, and background audit with PolicyReports.
 
 pub mod certificates;
+pub mod crd;
 pub mod duration;
 pub mod error;
 pub mod lease;
 pub mod namespaces;
+pub mod policies;
 
 pub use certificates::{CertificateManager, CertificateMode, CertificateSettings};
 pub use error::ClusterError;
 pub use lease::LeaderElector;
 pub use namespaces::{NamespaceReflector, NamespaceSettings};
+pub use policies::{ClusterPolicies, PolicySettings, PolicyStatus};
