@@ -9,9 +9,11 @@ pub mod error;
 pub mod lease;
 pub mod namespaces;
 pub mod policies;
+pub mod settings;
 
 pub use certificates::{CertificateManager, CertificateMode, CertificateSettings};
 pub use error::ClusterError;
 pub use lease::LeaderElector;
 pub use namespaces::{NamespaceReflector, NamespaceSettings};
 pub use policies::{ClusterPolicies, PolicySettings, PolicyStatus};
+pub use settings::{ClusterSettings, client};

@@ -131,11 +131,13 @@ pub struct ClusterPolicies {
 impl ClusterPolicies {
     /// Starts following the cluster on the current runtime, swapping
     /// constraint sets into `constraints`.
+    /// `extra` documents (constraints from files) are part of every set.
     pub fn spawn(
         client: Client,
         settings: &PolicySettings,
         constraints: Arc<ConstraintStore>,
         options: LoadOptions,
+        extra: Vec<SourceFile>,
     ) -> ClusterPolicies {
         let policies = ClusterPolicies {
             constraints,
@@ -143,7 +145,11 @@ impl ClusterPolicies {
             config: watch::channel(None).0,
         };
         if settings.gatekeeper {
-            tokio::spawn(policies.clone().follow_gatekeeper(client.clone(), options));
+            tokio::spawn(
+                policies
+                    .clone()
+                    .follow_gatekeeper(client.clone(), options, extra),
+            );
         }
         if settings.tollgate_policy {
             tokio::spawn(
@@ -177,7 +183,7 @@ impl ClusterPolicies {
         }
     }
 
-    async fn follow_gatekeeper(self, client: Client, options: LoadOptions) {
+    async fn follow_gatekeeper(self, client: Client, options: LoadOptions, extra: Vec<SourceFile>) {
         let (tx, mut rx) = mpsc::channel::<Msg>(256);
         let templates_ar = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk(TEMPLATE_GROUP, "v1", "ConstraintTemplate"),
@@ -248,7 +254,7 @@ impl ClusterPolicies {
                     );
                 }
             }
-            self.rebuild(&templates, &constraints, options);
+            self.rebuild(&templates, &constraints, options, &extra);
         }
     }
 
@@ -257,8 +263,9 @@ impl ClusterPolicies {
         templates: &Followed,
         constraints: &HashMap<String, Followed>,
         options: LoadOptions,
+        extra: &[SourceFile],
     ) {
-        let mut files = Vec::new();
+        let mut files = extra.to_vec();
         for (name, t) in &templates.items {
             files.push(source(
                 &format!("ConstraintTemplate/{name}"),

@@ -72,6 +72,7 @@ async fn gatekeeper_templates_and_constraints_reload_and_bad_ones_are_refused() 
         &settings,
         store.clone(),
         LoadOptions::default(),
+        Vec::new(),
     );
 
     server
@@ -153,6 +154,7 @@ async fn tollgate_policy_is_loaded_validated_and_falls_back() {
         &settings,
         store,
         LoadOptions::default(),
+        Vec::new(),
     );
     let mut rx = policies.tollgate_policy();
 

@@ -29,7 +29,7 @@ pub mod tls;
 pub use error::WebhookError;
 pub use handler::{Admission, decide};
 pub use metrics::Metrics;
-pub use server::{Bound, Webhook, shutdown_signal};
+pub use server::{Bound, ReadinessGate, Webhook, shutdown_signal};
 pub use settings::{AuditFailurePolicy, Limits, Settings, TlsSettings};
 
 /// The two admission endpoints.

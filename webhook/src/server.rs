@@ -45,7 +45,12 @@ pub struct Webhook {
     recorder: Option<Arc<dyn Recorder>>,
     metrics: Arc<Metrics>,
     handler: Option<Arc<dyn AdmissionHandler>>,
+    readiness: Option<ReadinessGate>,
 }
+
+/// An extra condition of `/readyz`: `Err(reason)` while not ready (for
+/// example until the live namespace list and the certificate are loaded).
+pub type ReadinessGate = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,6 +71,7 @@ pub struct Bound {
     acceptor: TlsAcceptor,
     service: Arc<Service>,
     metrics: Arc<Metrics>,
+    readiness: Option<ReadinessGate>,
 }
 
 impl std::fmt::Debug for Bound {
@@ -88,7 +94,14 @@ impl Webhook {
             recorder: None,
             metrics: Metrics::new(),
             handler: None,
+            readiness: None,
         }
+    }
+
+    /// Makes `/readyz` also wait for `gate`.
+    pub fn readiness(mut self, gate: ReadinessGate) -> Webhook {
+        self.readiness = Some(gate);
+        self
     }
 
     /// Records every admission decision into `recorder`.
@@ -165,6 +178,7 @@ impl Webhook {
             tls: prepared,
             service,
             metrics: self.metrics,
+            readiness: self.readiness,
             settings,
         })
     }
@@ -213,6 +227,7 @@ impl Bound {
             acceptor,
             service,
             metrics,
+            readiness,
             ..
         } = self;
         let _upkeep: Upkeep = tls::upkeep(&tls, &settings, &metrics);
@@ -222,6 +237,7 @@ impl Bound {
             admin,
             Arc::clone(&ready),
             Arc::clone(&metrics),
+            readiness,
             admin_stopped,
         ));
         tracing::info!(%local_addr, "serving admission reviews");
@@ -423,6 +439,7 @@ async fn serve_admin(
     listener: TcpListener,
     ready: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    readiness: Option<ReadinessGate>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -446,10 +463,11 @@ async fn serve_admin(
         };
         let ready = Arc::clone(&ready);
         let metrics = Arc::clone(&metrics);
+        let readiness = readiness.clone();
         let builder = Arc::clone(&builder);
         tasks.spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
-                let response = admin_response(&req, &ready, &metrics);
+                let response = admin_response(&req, &ready, readiness.as_ref(), &metrics);
                 async move { Ok::<_, Infallible>(response) }
             });
             let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
@@ -461,6 +479,7 @@ async fn serve_admin(
 fn admin_response(
     req: &Request<Incoming>,
     ready: &AtomicBool,
+    readiness: Option<&ReadinessGate>,
     metrics: &Metrics,
 ) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: String, content_type: &'static str| {
@@ -478,8 +497,17 @@ fn admin_response(
     }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into(), PLAIN),
-        "/readyz" if ready.load(Ordering::SeqCst) => text(StatusCode::OK, "ready\n".into(), PLAIN),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into(), PLAIN),
+        "/readyz" if !ready.load(Ordering::SeqCst) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into(), PLAIN)
+        }
+        "/readyz" => match readiness.map_or(Ok(()), |gate| gate()) {
+            Ok(()) => text(StatusCode::OK, "ready\n".into(), PLAIN),
+            Err(reason) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {reason}\n"),
+                PLAIN,
+            ),
+        },
         "/metrics" => text(
             StatusCode::OK,
             metrics.encode(),
