@@ -102,18 +102,11 @@ fn store_webhook_configurations(server: &FakeApiServer) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_apply_is_admitted_by_the_in_cluster_webhook() {
-    let server = FakeApiServer::start().await.unwrap();
-    for ns in ["tollgate", "agents"] {
-        server
-            .apply(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
-            .unwrap();
-    }
-    store_webhook_configurations(&server);
-    let dir = tempfile::tempdir().unwrap();
+/// Starts `tollgate webhook --in-cluster` against `server`; returns the
+/// process and its HTTPS and metrics addresses.
+fn start_in_cluster(server: &FakeApiServer, dir: &Path) -> (Running, SocketAddr, SocketAddr) {
     let mut child = Command::new(support_webhook::binary())
-        .current_dir(dir.path())
+        .current_dir(dir)
         .args([
             "webhook",
             "--in-cluster",
@@ -140,19 +133,73 @@ async fn kubectl_apply_is_admitted_by_the_in_cluster_webhook() {
         stdout,
         stderr,
     };
+    let mut found = None;
+    wait("the webhook to start", Duration::from_secs(30), || {
+        let lines = running.stdout.lock().unwrap().clone();
+        found = address_after(&lines, "https://").zip(address_after(&lines, "http://"));
+        if let Ok(Some(status)) = running.child.try_wait() {
+            panic!("tollgate webhook exited ({status}):\n{}", running.output());
+        }
+        found.is_some()
+    });
+    let (https, metrics) = found.unwrap();
+    (running, https, metrics)
+}
 
-    let (https, metrics) = {
-        let mut found = None;
-        wait("the webhook to start", Duration::from_secs(30), || {
-            let lines = running.stdout.lock().unwrap().clone();
-            found = address_after(&lines, "https://").zip(address_after(&lines, "http://"));
-            if let Ok(Some(status)) = running.child.try_wait() {
-                panic!("tollgate webhook exited ({status}):\n{}", running.output());
-            }
-            found.is_some()
-        });
-        found.unwrap()
-    };
+async fn cluster_with_webhook_configurations() -> FakeApiServer {
+    let server = FakeApiServer::start().await.unwrap();
+    for ns in ["tollgate", "agents"] {
+        server
+            .apply(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+            .unwrap();
+    }
+    store_webhook_configurations(&server);
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_waits_for_the_namespace_list_and_metrics_report_the_cluster() {
+    let server = cluster_with_webhook_configurations().await;
+    // Listing namespaces fails until the fault is cleared.
+    server.inject(tollgate_testkit::Fault {
+        method: None,
+        path_contains: "/api/v1/namespaces?".into(),
+        query_contains: String::new(),
+        code: 503,
+        times: usize::MAX,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _https, metrics) = start_in_cluster(&server, dir.path());
+    let (code, body) = http_get(metrics, "/readyz");
+    assert_eq!(code, 503, "{body}\n{}", running.output());
+    assert!(
+        body.contains("waiting for the first namespace list"),
+        "{body}"
+    );
+    server.clear_faults();
+    wait("/readyz", Duration::from_secs(20), || {
+        http_get(metrics, "/readyz").0 == 200
+    });
+    let (_, text) = http_get(metrics, "/metrics");
+    for line in [
+        "tollgate_cluster_namespaces_ready 1",
+        "tollgate_cluster_certificate_leader 1",
+        "tollgate_cluster_certificate_ready 1",
+        "tollgate_cluster_policy_error 0",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    assert!(
+        text.contains("# TYPE tollgate_webhook_"),
+        "the webhook's own metrics stay:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_is_admitted_by_the_in_cluster_webhook() {
+    let server = cluster_with_webhook_configurations().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (running, https, metrics) = start_in_cluster(&server, dir.path());
     // The Service the webhook configurations name resolves to the process.
     server.route_service("tollgate", "tollgate-webhook", https);
     wait("/readyz", Duration::from_secs(20), || {

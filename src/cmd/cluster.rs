@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tollgate_cluster::ClusterMetrics;
 use tollgate_cluster::{CertificateManager, CertificateMode, ClusterPolicies, NamespaceReflector};
 use tollgate_policies::NamespaceSource;
 use tollgate_policies::config::PolicyConfig;
 use tollgate_policies::engine::{Engine, Snapshot};
 use tollgate_policies::gatekeeper::{ConstraintSet, ConstraintStore, LoadOptions};
-use tollgate_webhook::ReadinessGate;
+use tollgate_webhook::Webhook;
 
 use crate::config::TollgateConfig;
 
@@ -28,16 +29,48 @@ pub fn print_crd() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The running in-cluster components, to attach to the webhook.
+pub struct InCluster {
+    reflector: NamespaceReflector,
+    certificate: Option<Arc<CertificateManager>>,
+    policies: ClusterPolicies,
+}
+
+impl InCluster {
+    /// Adds the `/readyz` gate (first namespace list, certificate) and the
+    /// `tollgate_cluster_*` metrics. Call right after `Webhook::new`.
+    pub fn attach(self, webhook: Webhook) -> Webhook {
+        let metrics = ClusterMetrics {
+            reflector: Some(self.reflector.clone()),
+            policies: Some(self.policies),
+            certificates: self.certificate.clone(),
+        };
+        let reflector = self.reflector;
+        let certificate = self.certificate;
+        webhook
+            .collector(Arc::new(metrics))
+            .readiness(Arc::new(move || {
+                if !reflector.is_ready() {
+                    return Err("waiting for the first namespace list".into());
+                }
+                if certificate.as_ref().is_some_and(|c| !c.is_ready()) {
+                    return Err("waiting for the certificate".into());
+                }
+                Ok(())
+            }))
+    }
+}
+
 /// Starts everything `--in-cluster` turns on. Adjusts `config.webhook` to
 /// serve the cluster-managed certificate, swaps the engine's snapshot for
 /// one reading live namespaces and cluster constraints, and returns the
-/// `/readyz` gate. Waits until a certificate is installed (self-managed
+/// components to attach. Waits until a certificate is installed (self-managed
 /// mode), since the webhook cannot serve without one.
 pub async fn start(
     config: &mut TollgateConfig,
     engine: &Arc<Engine>,
     constraint_paths: &[PathBuf],
-) -> anyhow::Result<ReadinessGate> {
+) -> anyhow::Result<InCluster> {
     let settings = config.cluster.clone();
     let client = tollgate_cluster::client().await.context(
         "--in-cluster: no Kubernetes client configuration (in-cluster service account or KUBECONFIG)",
@@ -83,9 +116,8 @@ pub async fn start(
             }
             config.webhook.tls.cert_file = Some(manager.cert_path());
             config.webhook.tls.key_file = Some(manager.key_path());
-            let ready = manager.ready_receiver();
             tokio::spawn(Arc::clone(&manager).run());
-            Some(ready)
+            Some(manager)
         }
     };
 
@@ -96,7 +128,7 @@ pub async fn start(
             .map_err(|e| anyhow::anyhow!("constraints refused:\n{e}"))?,
     ));
     let policies = ClusterPolicies::spawn(
-        client,
+        client.clone(),
         &settings.policies,
         Arc::clone(&store),
         LoadOptions::default(),
@@ -131,15 +163,9 @@ pub async fn start(
             CertificateMode::CertManager => "cert-manager",
         }
     );
-    Ok(Arc::new(move || {
-        if !reflector.is_ready() {
-            return Err("waiting for the first namespace list".into());
-        }
-        if let Some(ready) = &certificate
-            && !*ready.borrow()
-        {
-            return Err("waiting for the certificate".into());
-        }
-        Ok(())
-    }))
+    Ok(InCluster {
+        reflector,
+        certificate,
+        policies,
+    })
 }

@@ -102,13 +102,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let readiness = match args.in_cluster {
+        let in_cluster = match args.in_cluster {
             true => Some(super::cluster::start(&mut config, &engine, &constraint_paths).await?),
             false => None,
         };
         let mut webhook = Webhook::new(config.webhook.clone(), engine);
-        if let Some(gate) = readiness {
-            webhook = webhook.readiness(gate);
+        if let Some(in_cluster) = in_cluster {
+            webhook = in_cluster.attach(webhook);
         }
         let mut audit = None;
         if let Some(dir) = &args.audit_dir {

@@ -46,6 +46,20 @@ pub struct Webhook {
     metrics: Arc<Metrics>,
     handler: Option<Arc<dyn AdmissionHandler>>,
     readiness: Option<ReadinessGate>,
+    collectors: Vec<Arc<dyn prometheus_client::collector::Collector>>,
+}
+
+/// A collector shared with the component it reports on.
+#[derive(Debug)]
+struct SharedCollector(Arc<dyn prometheus_client::collector::Collector>);
+
+impl prometheus_client::collector::Collector for SharedCollector {
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
 }
 
 /// An extra condition of `/readyz`: `Err(reason)` while not ready (for
@@ -95,7 +109,24 @@ impl Webhook {
             metrics: Metrics::new(),
             handler: None,
             readiness: None,
+            collectors: Vec::new(),
         }
+    }
+
+    /// Adds a collector (read on every scrape) to `/metrics`. Call before
+    /// [`Webhook::register_metrics`] and [`Webhook::metrics`].
+    pub fn collector(
+        mut self,
+        collector: Arc<dyn prometheus_client::collector::Collector>,
+    ) -> Webhook {
+        self.collectors.push(collector);
+        let collectors = self.collectors.clone();
+        self.metrics = Metrics::with(|registry| {
+            for c in collectors {
+                registry.register_collector(Box::new(SharedCollector(c)));
+            }
+        });
+        self
     }
 
     /// Makes `/readyz` also wait for `gate`.
@@ -123,7 +154,13 @@ impl Webhook {
         mut self,
         extra: impl FnOnce(&mut prometheus_client::registry::Registry),
     ) -> Webhook {
-        self.metrics = Metrics::with(extra);
+        let collectors = self.collectors.clone();
+        self.metrics = Metrics::with(|registry| {
+            for c in collectors {
+                registry.register_collector(Box::new(SharedCollector(c)));
+            }
+            extra(registry);
+        });
         self
     }
 

@@ -112,7 +112,8 @@ pub struct RecordedRequest {
 pub struct Fault {
     /// Method to match (any when `None`).
     pub method: Option<Method>,
-    /// Substring the path must contain.
+    /// Substring `PATH?QUERY` must contain (so `/api/v1/namespaces?`
+    /// matches the namespace collection only).
     pub path_contains: String,
     /// Substring the query must contain (e.g. `watch=true`).
     pub query_contains: String,
@@ -420,6 +421,11 @@ impl FakeApiServer {
     /// Makes matching requests fail with a Status of `fault.code`.
     pub fn inject(&self, fault: Fault) {
         lock(&self.shared.faults).push(fault);
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
     }
 
     /// The requests received so far, oldest first.
@@ -788,7 +794,7 @@ async fn dispatch(
         if let Some(f) = faults.iter_mut().find(|f| {
             f.times > 0
                 && f.method.as_ref().is_none_or(|m| m == method)
-                && path.contains(&f.path_contains)
+                && format!("{path}?{query}").contains(&f.path_contains)
                 && query.contains(&f.query_contains)
         }) {
             f.times -= 1;
