@@ -16,7 +16,9 @@
 //! What it does not do: authorization (every authenticated user may do
 //! everything), schema validation and defaulting, garbage collection,
 //! finalizers, field management beyond the above, pagination (all items are
-//! returned at once, which the protocol allows), Protobuf, and
+//! returned at once, which the protocol allows), Protobuf request bodies
+//! (answered `415`; `kubectl create configmap …` sends them, `kubectl
+//! create|apply -f FILE` sends JSON), and
 //! aggregated discovery (clients fall back to the legacy documents, as they
 //! do against older servers). `kubectl` needs `--validate=false` because
 //! there is no OpenAPI document.
@@ -827,6 +829,13 @@ async fn dispatch(
         }
         Route::Resource(t) => t,
     };
+    if content_type.contains("protobuf") {
+        return status(
+            415,
+            "UnsupportedMediaType",
+            "this fake API server reads JSON and YAML bodies only, not Protobuf (kubectl create/apply -f FILE sends JSON)",
+        );
+    }
     let params = parse_query(query);
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
