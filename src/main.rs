@@ -35,6 +35,9 @@ enum Command {
     /// Inspect and verify the audit journal.
     #[command(subcommand)]
     Audit(cmd::audit::Command),
+    /// Check config files.
+    #[command(subcommand)]
+    Config(cmd::config::Command),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Test(args) => cmd::test::run(args),
         Command::Certs(command) => cmd::certs::run(command),
         Command::Audit(command) => cmd::audit::run(command),
+        Command::Config(command) => cmd::config::run(command),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,46 @@
+{{/*
+The config file (apiVersion tollgate.dev/v1alpha1, kind TollgateConfig) the
+webhook reads from /etc/tollgate/config.yaml. Sections the values leave
+empty are omitted, so the binary's defaults apply.
+*/}}
+{{- define "tollgate.configFile" -}}
+apiVersion: tollgate.dev/v1alpha1
+kind: TollgateConfig
+webhook:
+  listen: 0.0.0.0:{{ .Values.webhook.port }}
+  metricsListen: 0.0.0.0:{{ .Values.webhook.metricsPort }}
+  stateDir: /var/lib/tollgate/state
+  tls:
+    {{- if include "tollgate.selfManagedCerts" . }}
+    dnsNames:
+      {{- $svc := include "tollgate.webhookName" . }}
+      - {{ $svc }}.{{ .Release.Namespace }}.svc
+      - {{ $svc }}.{{ .Release.Namespace }}.svc.cluster.local
+    {{- else }}
+    certFile: /var/run/tollgate/tls/tls.crt
+    keyFile: /var/run/tollgate/tls/tls.key
+    {{- end }}
+  shutdownGrace: {{ .Values.webhook.shutdownGrace }}
+  auditFailurePolicy: {{ .Values.webhook.auditFailurePolicy }}
+  auditTimeout: {{ .Values.webhook.auditTimeout }}
+  {{- with .Values.webhook.limits }}
+  limits:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- with .Values.policy }}
+policy:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.audit.config }}
+audit:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.injection.config }}
+injection:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.cluster.config }}
+cluster:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,1368 @@
+//! The Helm chart `charts/tollgate`, rendered without a `helm` binary (see
+//! `support_chart`: a Go text/template engine with the Helm/Sprig functions
+//! the chart uses), for the default values and for each option. Every
+//! rendered object parses as its Kubernetes type with no field Kubernetes
+//! would drop; the webhook pods pass Pod Security `restricted` as Tollgate
+//! itself judges it; the RBAC is exactly what `tollgate webhook
+//! --in-cluster` calls; the webhook configurations reach the Service on the
+//! paths the server serves and never see the system namespaces or the
+//! release's own; the rendered config file is accepted by `tollgate config
+//! check`; bad values fail with a message that says what to set.
+
+// Test helpers may panic: a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support_chart;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhookConfiguration,
+    WebhookClientConfig,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, PodSpec, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use serde::de::DeserializeOwned;
+use serde_json::{Value as Json, json};
+use support_chart::{Output, Release, render, render_default};
+use tollgate_policies::{Level, Version};
+use tollgate_webhook::Endpoint;
+
+/// Each option of the chart, on its own, plus a release whose name and
+/// namespace differ from the chart's.
+fn scenarios() -> Vec<(&'static str, Release, Json)> {
+    let default = Release::default();
+    vec![
+        ("default", default.clone(), json!({})),
+        (
+            "cert-manager",
+            default.clone(),
+            json!({"certManager": {"enabled": true}}),
+        ),
+        (
+            "cert-manager with an existing issuer, no cluster access",
+            default.clone(),
+            json!({"certManager": {"enabled": true, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}},
+                   "cluster": {"enabled": false}}),
+        ),
+        (
+            "existing secret",
+            default.clone(),
+            json!({"certificates": {"existingSecret": "my-tls", "caBundle": "LS0tLS1CRUdJTg=="}}),
+        ),
+        (
+            "audit PVC",
+            default.clone(),
+            json!({"audit": {"persistence": {"enabled": true, "storageClassName": "fast"}}}),
+        ),
+        (
+            "audit existing claim",
+            default.clone(),
+            json!({"audit": {"persistence": {"enabled": true, "existingClaim": "journal", "accessModes": ["ReadWriteOnce"]}}, "replicaCount": 1}),
+        ),
+        (
+            "audit off",
+            default.clone(),
+            json!({"audit": {"enabled": false}}),
+        ),
+        (
+            "network policy off, service monitor on",
+            default.clone(),
+            json!({"networkPolicy": {"enabled": false}, "serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}}),
+        ),
+        (
+            "network policy with API server CIDRs and metrics peers",
+            default.clone(),
+            json!({"networkPolicy": {"apiServerCIDRs": ["10.0.0.1/32"], "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}}),
+        ),
+        (
+            "fail open, hard anti-affinity, PDB maxUnavailable, limits, policy",
+            default.clone(),
+            json!({"webhook": {"validating": {"failurePolicy": "Ignore"}, "mutating": {"failurePolicy": "Ignore"},
+                               "timeoutSeconds": 3, "limits": {"maxRequestBytes": 4194304, "bodyReadTimeout": "5s"}},
+                   "podAntiAffinity": "hard", "replicaCount": 3,
+                   "podDisruptionBudget": {"minAvailable": null, "maxUnavailable": 1},
+                   "policy": {"podSecurity": {"enforce": {"level": "baseline", "version": "v1.30"}},
+                              "defaults": {"readOnlyRootFilesystem": true}}}),
+        ),
+        (
+            "other release name and namespace",
+            Release {
+                name: "guard".into(),
+                namespace: "security".into(),
+            },
+            json!({"webhook": {"excludedNamespaces": ["kube-system", "kube-node-lease", "security"]}}),
+        ),
+    ]
+}
+
+fn rendered() -> Vec<(&'static str, Release, Output)> {
+    scenarios()
+        .into_iter()
+        .map(|(name, release, values)| {
+            let out = render(&release, &[values])
+                .unwrap_or_else(|e| panic!("scenario {name:?} failed to render: {e}"));
+            (name, release, out)
+        })
+        .collect()
+}
+
+/// Parses a document as `T` and checks that nothing in it is unknown to the
+/// type (Kubernetes would drop such a field silently).
+fn typed<T: DeserializeOwned + serde::Serialize>(doc: &Json) -> T {
+    let value: T = serde_json::from_value(doc.clone())
+        .unwrap_or_else(|e| panic!("{} does not parse: {e}\n{doc:#}", doc["kind"]));
+    let back = serde_json::to_value(&value).unwrap();
+    no_unknown_fields(doc, &back, &format!("{}", doc["kind"]));
+    value
+}
+
+fn no_unknown_fields(original: &Json, typed: &Json, path: &str) {
+    match (original, typed) {
+        (Json::Object(o), Json::Object(t)) => {
+            for (k, v) in o {
+                if v.is_null() {
+                    continue;
+                }
+                let Some(tv) = t.get(k) else {
+                    panic!("{path}.{k}: unknown field (dropped by the typed object)");
+                };
+                no_unknown_fields(v, tv, &format!("{path}.{k}"));
+            }
+        }
+        (Json::Array(o), Json::Array(t)) => {
+            assert_eq!(o.len(), t.len(), "{path}");
+            for (i, (ov, tv)) in o.iter().zip(t).enumerate() {
+                no_unknown_fields(ov, tv, &format!("{path}[{i}]"));
+            }
+        }
+        (Json::Object(o), _) if !o.is_empty() => panic!("{path}: object became {typed}"),
+        _ => {}
+    }
+}
+
+fn meta(doc: &Json) -> ObjectMeta {
+    typed::<ObjectMeta>(&doc["metadata"])
+}
+
+fn matches(selector: &LabelSelector, labels: &std::collections::BTreeMap<String, String>) -> bool {
+    assert!(selector.match_expressions.is_none());
+    let want = selector.match_labels.as_ref().unwrap();
+    !want.is_empty() && want.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn deployment(out: &Output) -> Deployment {
+    typed(&out.one("Deployment"))
+}
+
+fn pod_spec(out: &Output) -> PodSpec {
+    deployment(out).spec.template.spec.unwrap()
+}
+
+// ---- Every object ----
+
+#[test]
+fn every_document_parses_as_its_kubernetes_type() {
+    for (name, release, out) in rendered() {
+        let docs = out.documents();
+        assert!(docs.len() >= 8, "{name}: {} documents", docs.len());
+        for doc in &docs {
+            let kind = doc["kind"].as_str().unwrap();
+            match kind {
+                "Deployment" => drop(typed::<Deployment>(doc)),
+                "Service" => drop(typed::<Service>(doc)),
+                "ServiceAccount" => drop(typed::<ServiceAccount>(doc)),
+                "ConfigMap" => drop(typed::<ConfigMap>(doc)),
+                "ClusterRole" => drop(typed::<ClusterRole>(doc)),
+                "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(doc)),
+                "Role" => drop(typed::<Role>(doc)),
+                "RoleBinding" => drop(typed::<RoleBinding>(doc)),
+                "PodDisruptionBudget" => drop(typed::<PodDisruptionBudget>(doc)),
+                "MutatingWebhookConfiguration" => drop(typed::<MutatingWebhookConfiguration>(doc)),
+                "ValidatingWebhookConfiguration" => {
+                    drop(typed::<ValidatingWebhookConfiguration>(doc))
+                }
+                "NetworkPolicy" => drop(typed::<NetworkPolicy>(doc)),
+                "PersistentVolumeClaim" => drop(typed::<PersistentVolumeClaim>(doc)),
+                // Custom resources of cert-manager and the Prometheus
+                // Operator: their group and version, typed metadata, a spec.
+                "Certificate" | "Issuer" => {
+                    assert_eq!(doc["apiVersion"], "cert-manager.io/v1", "{name}");
+                    assert!(doc["spec"].is_object(), "{name}: {kind} without spec");
+                }
+                "ServiceMonitor" => {
+                    assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1", "{name}");
+                }
+                other => panic!("{name}: unexpected kind {other}"),
+            }
+            let m = meta(doc);
+            let object_name = m.name.clone().unwrap();
+            assert!(
+                object_name.len() <= 63 && !object_name.ends_with('-'),
+                "{name}: {object_name}"
+            );
+            let cluster_scoped = matches!(
+                kind,
+                "ClusterRole"
+                    | "ClusterRoleBinding"
+                    | "MutatingWebhookConfiguration"
+                    | "ValidatingWebhookConfiguration"
+            );
+            assert_eq!(
+                m.namespace.is_none(),
+                cluster_scoped,
+                "{name}: {kind} {object_name} namespace"
+            );
+            if !cluster_scoped {
+                assert_eq!(m.namespace.as_deref(), Some(release.namespace.as_str()));
+            }
+            let labels = m.labels.unwrap();
+            assert_eq!(labels["app.kubernetes.io/instance"], release.name, "{name}");
+            assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm", "{name}");
+        }
+        // No two objects of a kind share a name.
+        let keys: Vec<String> = docs
+            .iter()
+            .map(|d| format!("{}/{}", d["kind"], d["metadata"]["name"]))
+            .collect();
+        let unique: BTreeSet<&String> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "{name}: {keys:?}");
+    }
+}
+
+// ---- The webhook's pods ----
+
+#[test]
+fn the_webhook_pods_pass_restricted_and_are_highly_available() {
+    for (name, _, out) in rendered() {
+        let d = deployment(&out);
+        let spec = d.spec.clone();
+        let template = spec.template.clone();
+        let pod = template.spec.clone().unwrap();
+        let violations = tollgate_policies::pss::check_pod(
+            Level::Restricted,
+            Version::Latest,
+            template.metadata.as_ref().unwrap(),
+            &pod,
+        );
+        assert!(violations.is_empty(), "{name}: {violations:?}");
+
+        let psc = pod.security_context.as_ref().unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.run_as_user, Some(65534));
+        assert_eq!(
+            psc.seccomp_profile.as_ref().unwrap().type_,
+            "RuntimeDefault"
+        );
+        assert_eq!(pod.containers.len(), 1);
+        let c = &pod.containers[0];
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{name}");
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{name}");
+        assert_eq!(sc.run_as_user, Some(65534));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_owned()][..])
+        );
+        assert!(sc.capabilities.as_ref().unwrap().add.is_none());
+        let requests = c.resources.as_ref().unwrap().requests.as_ref().unwrap();
+        assert!(requests.contains_key("cpu") && requests.contains_key("memory"));
+        assert!(
+            c.resources
+                .as_ref()
+                .unwrap()
+                .limits
+                .as_ref()
+                .unwrap()
+                .contains_key("memory")
+        );
+
+        // Probes on the plain-HTTP port, at the paths it serves.
+        let metrics_port = c
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|p| p.name.as_deref() == Some("metrics"))
+            .unwrap()
+            .container_port;
+        for (probe, path) in [
+            (c.readiness_probe.as_ref(), "/readyz"),
+            (c.liveness_probe.as_ref(), "/healthz"),
+        ] {
+            let get = probe.unwrap().http_get.as_ref().unwrap();
+            assert_eq!(get.path.as_deref(), Some(path));
+            assert_eq!(
+                get.port,
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("metrics".into())
+            );
+            assert!(get.scheme.is_none() || get.scheme.as_deref() == Some("HTTP"));
+        }
+        assert_eq!(metrics_port, 9090);
+
+        // Several replicas, spread, never all disrupted; rolling updates
+        // never drop below the current count.
+        let replicas = spec.replicas.unwrap();
+        assert_eq!(
+            i64::from(replicas),
+            out.values["replicaCount"].as_i64().unwrap()
+        );
+        let anti = pod.affinity.as_ref().unwrap().pod_anti_affinity.as_ref();
+        assert!(anti.is_some(), "{name}: no pod anti-affinity");
+        assert_eq!(
+            spec.strategy
+                .unwrap()
+                .rolling_update
+                .unwrap()
+                .max_unavailable
+                .unwrap(),
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0)
+        );
+        let pod_labels = template.metadata.unwrap().labels.unwrap();
+        assert!(matches(&spec.selector, &pod_labels));
+        if replicas == 1 {
+            // A budget would block every drain.
+            assert!(out.of_kind("PodDisruptionBudget").is_empty(), "{name}");
+        } else {
+            let pdb: PodDisruptionBudget = typed(&out.one("PodDisruptionBudget"));
+            let pdb_spec = pdb.spec.unwrap();
+            assert!(matches(pdb_spec.selector.as_ref().unwrap(), &pod_labels));
+            assert!(pdb_spec.min_available.is_some() != pdb_spec.max_unavailable.is_some());
+        }
+        // The grace period outlasts the webhook's own drain.
+        assert!(pod.termination_grace_period_seconds.unwrap() > 20);
+    }
+    let hard = render_default(&[json!({"podAntiAffinity": "hard"})]);
+    let anti = pod_spec(&hard).affinity.unwrap().pod_anti_affinity.unwrap();
+    assert!(
+        anti.required_during_scheduling_ignored_during_execution
+            .is_some()
+    );
+}
+
+#[test]
+fn the_container_runs_the_webhook_with_the_mounted_config() {
+    let out = render_default(&[]);
+    let pod = pod_spec(&out);
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some("tollgate:0.1.0"));
+    let args = c.args.clone().unwrap();
+    assert_eq!(
+        args,
+        [
+            "webhook",
+            "--in-cluster",
+            "--config",
+            "/etc/tollgate/config.yaml",
+            "--audit-dir",
+            "/var/lib/tollgate/audit/$(POD_NAME)",
+            "--log-format",
+            "json"
+        ]
+    );
+    // /etc/tollgate is the ConfigMap holding config.yaml.
+    let mount = c
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.mount_path == "/etc/tollgate")
+        .unwrap();
+    assert_eq!(mount.read_only, Some(true));
+    let volume = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == mount.name)
+        .unwrap();
+    let cm_name = volume.config_map.as_ref().unwrap().name.clone();
+    let cm: ConfigMap = typed(&out.one("ConfigMap"));
+    assert_eq!(cm.metadata.name.as_deref(), Some(cm_name.as_str()));
+    assert!(cm.data.unwrap().contains_key("config.yaml"));
+    // The token is mounted only because --in-cluster talks to the API.
+    assert_eq!(pod.automount_service_account_token, Some(true));
+    let sa: ServiceAccount = typed(&out.one("ServiceAccount"));
+    assert_eq!(sa.metadata.name, pod.service_account_name);
+    assert_eq!(sa.automount_service_account_token, Some(false));
+
+    // Without cluster access: no flag, no token, no RBAC.
+    let out =
+        render_default(&[json!({"cluster": {"enabled": false}, "certManager": {"enabled": true}})]);
+    let pod = pod_spec(&out);
+    assert!(
+        !pod.containers[0]
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--in-cluster".to_owned())
+    );
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
+        assert!(out.of_kind(kind).is_empty(), "{kind}");
+    }
+
+    // A digest pins the image; a tag overrides the appVersion.
+    let out = render_default(&[
+        json!({"image": {"repository": "registry.example/tollgate", "tag": "0.2.0"}}),
+    ]);
+    assert_eq!(
+        pod_spec(&out).containers[0].image.as_deref(),
+        Some("registry.example/tollgate:0.2.0")
+    );
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let out = render_default(&[json!({"image": {"digest": digest}})]);
+    assert_eq!(
+        pod_spec(&out).containers[0].image.clone().unwrap(),
+        format!("tollgate@{digest}")
+    );
+}
+
+#[test]
+fn the_pods_roll_when_the_config_changes() {
+    let checksum = |out: &Output| {
+        deployment(out)
+            .spec
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()["checksum/config"]
+            .clone()
+    };
+    let a = checksum(&render_default(&[]));
+    assert_eq!(a.len(), 64);
+    assert_eq!(a, checksum(&render_default(&[])));
+    let b = checksum(&render_default(&[
+        json!({"webhook": {"shutdownGrace": "25s"}}),
+    ]));
+    assert_ne!(a, b);
+}
+
+// ---- The rendered config file ----
+
+#[test]
+fn the_rendered_config_file_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (name, _, out)) in rendered().into_iter().enumerate() {
+        let cm: ConfigMap = typed(&out.one("ConfigMap"));
+        let text = cm.data.unwrap()["config.yaml"].clone();
+        let path = dir.path().join(format!("config-{i}.yaml"));
+        std::fs::write(&path, &text).unwrap();
+        let run = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["config", "check"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(
+            run.status.code(),
+            Some(0),
+            "{name}: {}\n{text}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+
+        // The config agrees with the Deployment: ports, certificate files.
+        let config: Json = yaml_serde::from_str(&text).unwrap();
+        let pod = pod_spec(&out);
+        let c = &pod.containers[0];
+        let port = |n: &str| {
+            c.ports
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|p| p.name.as_deref() == Some(n))
+                .unwrap()
+                .container_port
+        };
+        assert_eq!(
+            config["webhook"]["listen"],
+            format!("0.0.0.0:{}", port("https"))
+        );
+        assert_eq!(
+            config["webhook"]["metricsListen"],
+            format!("0.0.0.0:{}", port("metrics"))
+        );
+        let mounts = c.volume_mounts.as_ref().unwrap();
+        let state = config["webhook"]["stateDir"].as_str().unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.mount_path == state && m.read_only != Some(true)),
+            "{name}: the state directory must be a writable volume"
+        );
+        if let Some(cert) = config["webhook"]["tls"]["certFile"].as_str() {
+            let tls = mounts
+                .iter()
+                .find(|m| cert.starts_with(&m.mount_path))
+                .unwrap();
+            let volume = pod
+                .volumes
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|v| v.name == tls.name)
+                .unwrap();
+            assert!(volume.secret.is_some(), "{name}");
+        } else {
+            let svc: Service = typed(&out.one("Service"));
+            let want = format!(
+                "{}.{}.svc",
+                svc.metadata.name.unwrap(),
+                svc.metadata.namespace.unwrap()
+            );
+            assert!(
+                config["webhook"]["tls"]["dnsNames"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|n| n == &want),
+                "{name}: {want}"
+            );
+        }
+    }
+    // Values flow into the config.
+    let out = render_default(
+        &[json!({"webhook": {"limits": {"maxRequestBytes": 4194304}},
+                                      "policy": {"podSecurity": {"enforce": {"level": "baseline"}}}})],
+    );
+    let cm: ConfigMap = typed(&out.one("ConfigMap"));
+    let config: Json = yaml_serde::from_str(&cm.data.unwrap()["config.yaml"]).unwrap();
+    assert_eq!(config["webhook"]["limits"]["maxRequestBytes"], 4194304);
+    assert_eq!(
+        config["policy"]["podSecurity"]["enforce"]["level"],
+        "baseline"
+    );
+}
+
+#[test]
+fn a_bad_config_value_is_caught_by_the_config_check() {
+    // A typo under a free-form section renders, and `tollgate config check`
+    // names it: the check the chart's tests rely on can fail.
+    let out = render_default(&[json!({"policy": {"podSecurity": {"enforse": {}}}})]);
+    let cm: ConfigMap = typed(&out.one("ConfigMap"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, &cm.data.unwrap()["config.yaml"]).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("unknown field `enforse`"), "{stderr}");
+}
+
+// ---- RBAC ----
+
+/// One permission: (apiGroup, resource, verb, resourceName or "").
+type Grant = (String, String, String, String);
+
+fn grants(rules: &[PolicyRule]) -> BTreeSet<Grant> {
+    let mut out = BTreeSet::new();
+    for r in rules {
+        assert!(r.non_resource_urls.is_none());
+        let names = r.resource_names.clone().unwrap_or_default();
+        let names = if names.is_empty() {
+            vec![String::new()]
+        } else {
+            names
+        };
+        for g in r.api_groups.as_ref().unwrap() {
+            for res in r.resources.as_ref().unwrap() {
+                for v in &r.verbs {
+                    for n in &names {
+                        out.insert((g.clone(), res.clone(), v.clone(), n.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Expected rules: (apiGroup, resources, verbs, resourceNames).
+type RuleSpec<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+
+fn expect(list: &[RuleSpec]) -> BTreeSet<Grant> {
+    let mut out = BTreeSet::new();
+    for (group, resources, verbs, names) in list {
+        let names: Vec<&str> = if names.is_empty() {
+            vec![""]
+        } else {
+            names.to_vec()
+        };
+        for res in *resources {
+            for v in *verbs {
+                for n in &names {
+                    out.insert((
+                        (*group).to_owned(),
+                        (*res).to_owned(),
+                        (*v).to_owned(),
+                        (*n).to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+const WORKLOAD_LIST: &[RuleSpec] = &[
+    ("", &["namespaces"], &["get", "list", "watch"], &[]),
+    (
+        "templates.gatekeeper.sh",
+        &["constrainttemplates"],
+        &["get", "list", "watch"],
+        &[],
+    ),
+    (
+        "constraints.gatekeeper.sh",
+        &["*"],
+        &["get", "list", "watch"],
+        &[],
+    ),
+    (
+        "tollgate.dev",
+        &["tollgatepolicies"],
+        &["get", "list", "watch"],
+        &[],
+    ),
+    (
+        "",
+        &["pods", "replicationcontrollers"],
+        &["list", "watch"],
+        &[],
+    ),
+    (
+        "apps",
+        &["deployments", "replicasets", "statefulsets", "daemonsets"],
+        &["list", "watch"],
+        &[],
+    ),
+    ("batch", &["jobs", "cronjobs"], &["list", "watch"], &[]),
+    (
+        "wgpolicyk8s.io",
+        &["policyreports"],
+        &["get", "list", "create", "update", "patch", "delete"],
+        &[],
+    ),
+];
+
+#[test]
+fn rbac_is_exactly_what_the_controller_calls() {
+    for (name, release, out) in rendered() {
+        let cluster_enabled = out.values["cluster"]["enabled"] == true;
+        if !cluster_enabled {
+            assert!(out.of_kind("ClusterRole").is_empty(), "{name}");
+            continue;
+        }
+        let self_managed = out.values["certManager"]["enabled"] != true
+            && out.values["certificates"]["existingSecret"] == "";
+        let fullname = if release.name.contains("tollgate") {
+            release.name.clone()
+        } else {
+            format!("{}-tollgate", release.name)
+        };
+
+        let cr: ClusterRole = typed(&out.one("ClusterRole"));
+        let mut want = expect(WORKLOAD_LIST);
+        if self_managed {
+            let config_name = [fullname.as_str()];
+            want.extend(expect(&[(
+                "admissionregistration.k8s.io",
+                &[
+                    "mutatingwebhookconfigurations",
+                    "validatingwebhookconfigurations",
+                ],
+                &["get", "patch", "update"],
+                &config_name,
+            )]));
+        }
+        let have = grants(cr.rules.as_deref().unwrap());
+        assert_eq!(have, want, "{name}: ClusterRole");
+
+        let role: Role = typed(&out.one("Role"));
+        let lease = format!("{fullname}-webhook");
+        let secret = format!("{fullname}-webhook-tls");
+        let lease_names = [lease.as_str()];
+        let secret_names = [secret.as_str()];
+        let mut want = expect(&[
+            ("", &["configmaps"], &["get", "list", "watch"], &[]),
+            ("coordination.k8s.io", &["leases"], &["create"], &[]),
+            (
+                "coordination.k8s.io",
+                &["leases"],
+                &["get", "update"],
+                &lease_names,
+            ),
+        ]);
+        if self_managed {
+            want.extend(expect(&[
+                ("", &["secrets"], &["create"], &[]),
+                ("", &["secrets"], &["get", "update", "patch"], &secret_names),
+            ]));
+        }
+        assert_eq!(grants(role.rules.as_deref().unwrap()), want, "{name}: Role");
+
+        // The dangerous ones, spelled out: no wildcard but the constraint
+        // kinds (generated per template), no verb wildcard, nothing that
+        // grants more RBAC, no Secret beyond the named one.
+        for (g, r, v, _) in grants(cr.rules.as_deref().unwrap())
+            .into_iter()
+            .chain(grants(role.rules.as_deref().unwrap()))
+        {
+            assert_ne!(g, "*");
+            assert_ne!(v, "*");
+            assert!(r != "*" || g == "constraints.gatekeeper.sh", "{g}/{r}");
+            assert!(!["escalate", "bind", "impersonate"].contains(&v.as_str()));
+            assert!(!g.starts_with("rbac.authorization.k8s.io"));
+        }
+        assert!(
+            !grants(cr.rules.as_deref().unwrap())
+                .iter()
+                .any(|(_, r, _, _)| r == "secrets"),
+            "{name}: secrets cluster-wide"
+        );
+
+        // The bindings give exactly these roles to the pod's account.
+        let pod = pod_spec(&out);
+        let crb: ClusterRoleBinding = typed(&out.one("ClusterRoleBinding"));
+        let rb: RoleBinding = typed(&out.one("RoleBinding"));
+        assert_eq!(crb.role_ref.kind, "ClusterRole");
+        assert_eq!(Some(crb.role_ref.name.clone()), cr.metadata.name);
+        assert_eq!(rb.role_ref.kind, "Role");
+        assert_eq!(Some(rb.role_ref.name.clone()), role.metadata.name);
+        for subjects in [crb.subjects.unwrap(), rb.subjects.unwrap()] {
+            assert_eq!(subjects.len(), 1);
+            assert_eq!(subjects[0].kind, "ServiceAccount");
+            assert_eq!(Some(subjects[0].name.clone()), pod.service_account_name);
+            assert_eq!(
+                subjects[0].namespace.as_deref(),
+                Some(release.namespace.as_str())
+            );
+        }
+        // The names in resourceNames are the objects the chart names.
+        if self_managed {
+            let m: MutatingWebhookConfiguration = typed(&out.one("MutatingWebhookConfiguration"));
+            assert_eq!(m.metadata.name.as_deref(), Some(fullname.as_str()));
+        }
+    }
+}
+
+// ---- Webhook configurations ----
+
+fn check_client_config(
+    scenario: &str,
+    cc: &WebhookClientConfig,
+    endpoint: Endpoint,
+    out: &Output,
+    release: &Release,
+) {
+    let svc: Service = typed(&out.one("Service"));
+    let reference = cc.service.as_ref().unwrap();
+    assert_eq!(Some(&reference.name), svc.metadata.name.as_ref());
+    assert_eq!(reference.namespace, release.namespace);
+    assert_eq!(reference.path.as_deref(), Some(endpoint.path()));
+    let port = svc
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|p| Some(p.port) == reference.port)
+        .unwrap_or_else(|| panic!("{scenario}: the Service has no port {:?}", reference.port));
+    assert_eq!(
+        port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("https".into()))
+    );
+    // The Service selects the webhook's pods.
+    let pod_labels = deployment(out)
+        .spec
+        .template
+        .metadata
+        .unwrap()
+        .labels
+        .unwrap();
+    let selector = svc.spec.unwrap().selector.unwrap();
+    assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+    if out.values["certificates"]["existingSecret"] != "" {
+        assert!(cc.ca_bundle.is_some(), "{scenario}");
+    } else {
+        // cert-manager's cainjector or the webhook itself fills it in; a
+        // rendered empty one would be reset on every upgrade.
+        assert!(cc.ca_bundle.is_none(), "{scenario}");
+    }
+}
+
+fn excluded_namespaces(selector: &Option<LabelSelector>) -> Vec<String> {
+    let exprs = selector
+        .as_ref()
+        .unwrap()
+        .match_expressions
+        .clone()
+        .unwrap();
+    let expr = exprs
+        .iter()
+        .find(|e| e.key == "kubernetes.io/metadata.name")
+        .unwrap();
+    assert_eq!(expr.operator, "NotIn");
+    expr.values.clone().unwrap()
+}
+
+fn resources(rules: &Option<Vec<RuleWithOperations>>) -> BTreeSet<String> {
+    rules
+        .as_ref()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            assert_eq!(
+                r.operations.as_deref().unwrap(),
+                ["CREATE".to_owned(), "UPDATE".to_owned()]
+            );
+            assert_eq!(r.api_versions.as_deref().unwrap(), ["v1".to_owned()]);
+            let group = r.api_groups.as_ref().unwrap()[0].clone();
+            r.resources
+                .clone()
+                .unwrap()
+                .into_iter()
+                .map(move |res| format!("{group}/{res}"))
+        })
+        .collect()
+}
+
+const WORKLOADS: [&str; 8] = [
+    "/pods",
+    "/replicationcontrollers",
+    "apps/deployments",
+    "apps/replicasets",
+    "apps/statefulsets",
+    "apps/daemonsets",
+    "batch/jobs",
+    "batch/cronjobs",
+];
+
+#[test]
+fn webhook_configurations_reach_the_service_and_spare_the_system() {
+    for (name, release, out) in rendered() {
+        let m: MutatingWebhookConfiguration = typed(&out.one("MutatingWebhookConfiguration"));
+        let v: ValidatingWebhookConfiguration = typed(&out.one("ValidatingWebhookConfiguration"));
+        assert_eq!(m.metadata.name, v.metadata.name);
+        let mw = m.webhooks.as_ref().unwrap();
+        let vw = v.webhooks.as_ref().unwrap();
+        assert_eq!((mw.len(), vw.len()), (1, 1));
+        let (mw, vw) = (&mw[0], &vw[0]);
+        check_client_config(name, &mw.client_config, Endpoint::Mutate, &out, &release);
+        check_client_config(name, &vw.client_config, Endpoint::Validate, &out, &release);
+
+        let fail_open = name.starts_with("fail open");
+        for (versions, side_effects, failure, timeout, selector, object, conditions) in [
+            (
+                &mw.admission_review_versions,
+                &mw.side_effects,
+                &mw.failure_policy,
+                mw.timeout_seconds,
+                &mw.namespace_selector,
+                &mw.object_selector,
+                &mw.match_conditions,
+            ),
+            (
+                &vw.admission_review_versions,
+                &vw.side_effects,
+                &vw.failure_policy,
+                vw.timeout_seconds,
+                &vw.namespace_selector,
+                &vw.object_selector,
+                &vw.match_conditions,
+            ),
+        ] {
+            assert_eq!(versions, &["v1".to_owned()]);
+            assert_eq!(side_effects, "None");
+            let want = if fail_open { "Ignore" } else { "Fail" };
+            assert_eq!(failure.as_deref(), Some(want), "{name}");
+            assert!(timeout.unwrap() <= 5 && timeout.unwrap() >= 1);
+            let excluded = excluded_namespaces(selector);
+            for ns in ["kube-system", "kube-node-lease", release.namespace.as_str()] {
+                assert!(
+                    excluded.iter().any(|e| e == ns),
+                    "{name}: {ns} not excluded"
+                );
+            }
+            let unique: BTreeSet<&String> = excluded.iter().collect();
+            assert_eq!(unique.len(), excluded.len(), "{name}: {excluded:?}");
+            assert!(object.is_some());
+            let conditions = conditions.as_ref().unwrap();
+            let text: Vec<&str> = conditions.iter().map(|c| c.expression.as_str()).collect();
+            assert!(text.iter().any(|e| e.contains("'leases'")), "{name}");
+            assert!(text.iter().any(|e| e.contains("'events'")), "{name}");
+        }
+        assert_eq!(mw.reinvocation_policy.as_deref(), Some("IfNeeded"));
+
+        let mutated = resources(&mw.rules);
+        let validated = resources(&vw.rules);
+        for kind in WORKLOADS {
+            assert!(mutated.contains(kind), "{name}: mutating misses {kind}");
+            assert!(validated.contains(kind), "{name}: validating misses {kind}");
+        }
+        assert!(mutated.contains("/pods/ephemeralcontainers"));
+        for extra in [
+            "/pods/*",
+            "/namespaces",
+            "/services",
+            "/persistentvolumeclaims",
+            "networking.k8s.io/ingresses",
+        ] {
+            assert!(
+                validated.contains(extra),
+                "{name}: validating misses {extra}"
+            );
+        }
+
+        // cert-manager: the CA is injected from the serving Certificate,
+        // which lands in the Secret the pods mount.
+        let inject = m
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("cert-manager.io/inject-ca-from"));
+        assert_eq!(
+            inject,
+            v.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("cert-manager.io/inject-ca-from"))
+        );
+        if out.values["certManager"]["enabled"] == true {
+            let certs: Vec<Json> = out
+                .of_kind("Certificate")
+                .into_iter()
+                .filter(|c| c["spec"]["isCA"] != true)
+                .collect();
+            assert_eq!(certs.len(), 1, "{name}");
+            let cert = &certs[0];
+            assert_eq!(
+                inject.unwrap(),
+                &format!(
+                    "{}/{}",
+                    release.namespace,
+                    cert["metadata"]["name"].as_str().unwrap()
+                )
+            );
+            let svc: Service = typed(&out.one("Service"));
+            let dns = format!("{}.{}.svc", svc.metadata.name.unwrap(), release.namespace);
+            assert!(
+                cert["spec"]["dnsNames"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|n| n == &dns)
+            );
+            let secret = cert["spec"]["secretName"].as_str().unwrap();
+            let pod = pod_spec(&out);
+            assert!(
+                pod.volumes.unwrap().iter().any(|v| v
+                    .secret
+                    .as_ref()
+                    .and_then(|s| s.secret_name.as_deref())
+                    == Some(secret)),
+                "{name}: the pods do not mount {secret}"
+            );
+            let issuer = &cert["spec"]["issuerRef"];
+            if out.values["certManager"]["issuerRef"]
+                .as_object()
+                .unwrap()
+                .is_empty()
+            {
+                // The chart's own chain: self-signed root -> CA Issuer.
+                let issuers = out.of_kind("Issuer");
+                assert_eq!(issuers.len(), 2);
+                assert!(issuers.iter().any(
+                    |i| i["metadata"]["name"] == issuer["name"] && i["spec"]["ca"].is_object()
+                ));
+            } else {
+                assert_eq!(issuer["kind"], "ClusterIssuer");
+                assert!(out.of_kind("Issuer").is_empty());
+            }
+        } else {
+            assert!(inject.is_none());
+            assert!(out.of_kind("Certificate").is_empty());
+        }
+    }
+}
+
+#[test]
+fn the_chart_covers_the_plain_manifests() {
+    // examples/webhook-configuration/ is the same installation without
+    // Helm: the chart routes at least every resource it routes.
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/webhook-configuration/webhooks.yaml"),
+    )
+    .unwrap()
+    .replace("${CA_BUNDLE}", "Q0E=");
+    let docs: Vec<Json> = yaml_serde::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let example_m: MutatingWebhookConfiguration = serde_json::from_value(docs[0].clone()).unwrap();
+    let example_v: ValidatingWebhookConfiguration =
+        serde_json::from_value(docs[1].clone()).unwrap();
+    let out = render_default(&[]);
+    let m: MutatingWebhookConfiguration = typed(&out.one("MutatingWebhookConfiguration"));
+    let v: ValidatingWebhookConfiguration = typed(&out.one("ValidatingWebhookConfiguration"));
+    let em = &example_m.webhooks.unwrap()[0];
+    let ev = &example_v.webhooks.unwrap()[0];
+    let cm = &m.webhooks.unwrap()[0];
+    let cv = &v.webhooks.unwrap()[0];
+    assert!(resources(&em.rules).is_subset(&resources(&cm.rules)));
+    assert!(resources(&ev.rules).is_subset(&resources(&cv.rules)));
+    assert_eq!(em.name, cm.name);
+    assert_eq!(ev.name, cv.name);
+    for ns in excluded_namespaces(&ev.namespace_selector) {
+        assert!(excluded_namespaces(&cv.namespace_selector).contains(&ns));
+    }
+}
+
+// ---- Options ----
+
+#[test]
+fn audit_storage_follows_the_values() {
+    let audit_volume = |out: &Output| {
+        let pod = pod_spec(out);
+        let c = &pod.containers[0];
+        let mount = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.mount_path == "/var/lib/tollgate/audit")
+            .cloned();
+        let args = c.args.clone().unwrap();
+        let pos = args.iter().position(|a| a == "--audit-dir");
+        (pod, mount, pos.map(|p| args[p + 1].clone()))
+    };
+
+    // Default: an emptyDir journal.
+    let out = render_default(&[]);
+    let (pod, mount, dir) = audit_volume(&out);
+    assert_eq!(dir.as_deref(), Some("/var/lib/tollgate/audit/$(POD_NAME)"));
+    // $(POD_NAME) is an env var of the container, so the kubelet expands it.
+    assert!(pod.containers[0].env.as_ref().unwrap().iter().any(|e| {
+        e.name == "POD_NAME"
+            && e.value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path
+                == "metadata.name"
+    }));
+    let mount = mount.unwrap();
+    let volume = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == mount.name)
+        .unwrap();
+    assert!(volume.empty_dir.is_some());
+    assert!(out.of_kind("PersistentVolumeClaim").is_empty());
+
+    // A claim the chart creates (and keeps on uninstall).
+    let out = render_default(&[
+        json!({"audit": {"persistence": {"enabled": true, "size": "50Gi", "storageClassName": "fast"}}}),
+    ]);
+    let pvc: PersistentVolumeClaim = typed(&out.one("PersistentVolumeClaim"));
+    assert_eq!(
+        pvc.metadata.annotations.unwrap()["helm.sh/resource-policy"],
+        "keep"
+    );
+    let spec = pvc.spec.unwrap();
+    assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
+    assert_eq!(
+        spec.resources.unwrap().requests.unwrap()["storage"].0,
+        "50Gi"
+    );
+    let (pod, mount, _) = audit_volume(&out);
+    let volume = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == mount.as_ref().unwrap().name)
+        .unwrap();
+    assert_eq!(
+        volume.persistent_volume_claim.unwrap().claim_name,
+        pvc.metadata.name.unwrap()
+    );
+    // The pod's fsGroup makes the claim writable by the non-root user.
+    assert_eq!(pod.security_context.unwrap().fs_group, Some(65534));
+
+    // An existing claim: used, not created.
+    let out = render_default(&[
+        json!({"audit": {"persistence": {"enabled": true, "existingClaim": "journal"}}}),
+    ]);
+    assert!(out.of_kind("PersistentVolumeClaim").is_empty());
+    let (pod, _, _) = audit_volume(&out);
+    assert!(pod.volumes.unwrap().iter().any(|v| {
+        v.persistent_volume_claim
+            .as_ref()
+            .map(|c| c.claim_name == "journal")
+            .unwrap_or(false)
+    }));
+
+    // Off: no flag, no volume.
+    let out = render_default(&[json!({"audit": {"enabled": false}})]);
+    let (_, mount, dir) = audit_volume(&out);
+    assert!(mount.is_none() && dir.is_none());
+}
+
+#[test]
+fn the_network_policy_admits_the_api_server_and_scrapers_only() {
+    let out = render_default(&[json!({"networkPolicy": {"apiServerCIDRs": ["10.0.0.1/32"]}})]);
+    let np: NetworkPolicy = typed(&out.one("NetworkPolicy"));
+    let spec = np.spec.unwrap();
+    let pod_labels = deployment(&out)
+        .spec
+        .template
+        .metadata
+        .unwrap()
+        .labels
+        .unwrap();
+    assert!(matches(&spec.pod_selector.unwrap(), &pod_labels));
+    assert_eq!(
+        spec.policy_types.unwrap(),
+        ["Ingress".to_owned(), "Egress".to_owned()]
+    );
+    // Ingress names the container ports.
+    let pod = pod_spec(&out);
+    let port_names: BTreeSet<String> = pod.containers[0]
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.name.clone())
+        .collect();
+    let mut allowed = BTreeSet::new();
+    for rule in spec.ingress.unwrap() {
+        for p in rule.ports.unwrap() {
+            match p.port.unwrap() {
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => {
+                    assert!(port_names.contains(&s));
+                    allowed.insert(s);
+                }
+                other => panic!("ingress by number: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(allowed, port_names);
+    // Egress: DNS and the API server's address only.
+    let egress = spec.egress.unwrap();
+    assert_eq!(egress.len(), 2);
+    let api = &egress[1];
+    assert_eq!(
+        api.to.as_ref().unwrap()[0].ip_block.as_ref().unwrap().cidr,
+        "10.0.0.1/32"
+    );
+    // Off: none.
+    let out = render_default(&[json!({"networkPolicy": {"enabled": false}})]);
+    assert!(out.of_kind("NetworkPolicy").is_empty());
+}
+
+#[test]
+fn the_service_monitor_scrapes_the_metrics_port() {
+    assert!(render_default(&[]).of_kind("ServiceMonitor").is_empty());
+    let out = render_default(&[
+        json!({"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}}),
+    ]);
+    let sm = out.one("ServiceMonitor");
+    let svc: Service = typed(&out.one("Service"));
+    let svc_labels = svc.metadata.labels.clone().unwrap();
+    let selector: LabelSelector = serde_json::from_value(sm["spec"]["selector"].clone()).unwrap();
+    assert!(matches(&selector, &svc_labels));
+    assert_eq!(sm["metadata"]["labels"]["release"], "prom");
+    let endpoint = &sm["spec"]["endpoints"][0];
+    assert_eq!(endpoint["path"], "/metrics");
+    assert!(
+        svc.spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .iter()
+            .any(|p| p.name.as_deref() == endpoint["port"].as_str())
+    );
+}
+
+#[test]
+fn notes_say_where_the_webhook_is() {
+    let out = render_default(&[]);
+    assert!(
+        out.notes
+            .contains("https://tollgate-webhook.tollgate.svc:443/mutate and /validate"),
+        "{}",
+        out.notes
+    );
+    assert!(
+        out.notes
+            .contains("self-managed in Secret tollgate-webhook-tls")
+    );
+    assert!(!out.notes.contains("<no value>"));
+    let out = render_default(&[json!({"certManager": {"enabled": true}})]);
+    assert!(out.notes.contains("issued by cert-manager"));
+}
+
+// ---- Bad values ----
+
+#[test]
+fn missing_or_contradictory_values_fail_with_a_clear_message() {
+    let cases = [
+        (
+            json!({"cluster": {"enabled": false}}),
+            "the webhook needs a serving certificate: set cluster.enabled=true",
+        ),
+        (
+            json!({"certificates": {"existingSecret": "tls"}}),
+            "certificates.caBundle (base64 PEM of the CA) is required with certificates.existingSecret",
+        ),
+        (
+            json!({"certificates": {"existingSecret": "tls", "caBundle": "QQ=="}, "certManager": {"enabled": true}}),
+            "certManager.enabled and certificates.existingSecret are exclusive",
+        ),
+        (
+            json!({"serviceAccount": {"create": false}}),
+            "serviceAccount.name is required when serviceAccount.create is false",
+        ),
+        (
+            json!({"audit": {"persistence": {"enabled": true, "accessModes": ["ReadWriteOnce"]}}}),
+            "replicas on different nodes cannot share a ReadWriteOnce claim",
+        ),
+        (
+            json!({"podDisruptionBudget": {"maxUnavailable": 1}}),
+            "podDisruptionBudget: set minAvailable or maxUnavailable, not both",
+        ),
+    ];
+    for (values, want) in cases {
+        let err = render(&Release::default(), std::slice::from_ref(&values))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{values}: {err}");
+    }
+}
+
+#[test]
+fn the_schema_accepts_the_defaults_and_refuses_bad_values() {
+    // The defaults pass (render checks them against values.schema.json).
+    let out = render_default(&[]);
+    assert_eq!(out.values["replicaCount"], 2);
+    assert_eq!(deployment(&out).spec.replicas, Some(2));
+    let cases = [
+        (json!({"replicaCount": 0}), "/replicaCount"),
+        (
+            json!({"webhook": {"timeoutSeconds": 60}}),
+            "/webhook/timeoutSeconds",
+        ),
+        (
+            json!({"webhook": {"validating": {"failurePolicy": "fail"}}}),
+            "/webhook/validating/failurePolicy",
+        ),
+        (json!({"webhok": {}}), "webhok"),
+        (
+            json!({"webhook": {"shutdownGrace": "twenty"}}),
+            "/webhook/shutdownGrace",
+        ),
+        (json!({"podAntiAffinity": "strict"}), "/podAntiAffinity"),
+        (json!({"image": {"digest": "latest"}}), "/image/digest"),
+    ];
+    for (values, want) in cases {
+        let err = render(&Release::default(), std::slice::from_ref(&values))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("schema") && err.contains(want),
+            "{values}: {err}"
+        );
+    }
+}
+
+// ---- The renderer itself, against Helm's documented behaviour ----
+
+#[test]
+fn the_renderer_follows_helm_semantics() {
+    use support_chart::coalesce;
+    // null in user values deletes the chart's default.
+    let mut base = json!({"a": {"b": 1, "c": 2}, "d": [1]});
+    coalesce(&mut base, &json!({"a": {"b": null, "e": 3}, "d": [2, 3]}));
+    assert_eq!(base, json!({"a": {"c": 2, "e": 3}, "d": [2, 3]}));
+
+    let t = |text: &str, data: Json| support_chart::render_text(text, &data).unwrap();
+    assert_eq!(
+        t("{{ .a | nindent 2 }}", json!({"a": "x\ny"})),
+        "\n  x\n  y"
+    );
+    assert_eq!(t("{{ .a | indent 2 }}", json!({"a": "x\ny"})), "  x\n  y");
+    assert_eq!(
+        t("{{ trunc 3 .a }}|{{ trunc -3 .a }}", json!({"a": "abcdef"})),
+        "abc|def"
+    );
+    assert_eq!(
+        t(
+            "{{ default \"d\" .a }}|{{ default \"d\" .b }}|{{ default 5 .z }}",
+            json!({"a": "", "b": "x", "z": 0})
+        ),
+        "d|x|5"
+    );
+    assert_eq!(
+        t(
+            "{{ quote .a }} {{ .a | quote }}",
+            json!({"a": "say \"hi\""})
+        ),
+        "\"say \\\"hi\\\"\" \"say \\\"hi\\\"\""
+    );
+    assert_eq!(
+        t(
+            "{{ toYaml .a }}",
+            json!({"a": {"z": 1, "a": ["x", "true"]}})
+        ),
+        "a:\n- x\n- 'true'\nz: 1"
+    );
+    assert_eq!(
+        t(
+            "{{ \"a-b-\" | trimSuffix \"-\" }}{{ if contains \"to\" \"tollgate\" }}!{{ end }}",
+            json!({})
+        ),
+        "a-b!"
+    );
+    assert_eq!(
+        t(
+            "{{ if hasKey .m \"k\" }}y{{ end }}{{ if hasKey .m \"q\" }}n{{ end }}",
+            json!({"m": {"k": null}})
+        ),
+        "y"
+    );
+    assert_eq!(t("{{ b64enc \"tollgate\" }}", json!({})), "dG9sbGdhdGU=");
+    assert_eq!(
+        t("{{ sha256sum \"\" }}", json!({})),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    // A missing key prints nothing (Helm removes "<no value>").
+    assert_eq!(t("[{{ .missing }}]", json!({})), "[]");
+    // A field of a missing map is an error, as in Go.
+    assert!(support_chart::render_text("{{ .a.b.c }}", &json!({})).is_err());
+    let err =
+        support_chart::render_text("{{ required \"x is required\" .x }}", &json!({})).unwrap_err();
+    assert!(err.contains("x is required"), "{err}");
+}
