@@ -18,6 +18,7 @@
 )]
 
 mod support_chart;
+mod support_webhook;
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -96,6 +97,16 @@ fn scenarios() -> Vec<(&'static str, Release, Json)> {
                    "podDisruptionBudget": {"minAvailable": null, "maxUnavailable": 1},
                    "policy": {"podSecurity": {"enforce": {"level": "baseline", "version": "v1.30"}},
                               "defaults": {"readOnlyRootFilesystem": true}}}),
+        ),
+        (
+            "legacy injection with interception",
+            default.clone(),
+            json!({"injection": {"config": {"mode": "legacy", "interception": true, "noProxy": ["169.254.169.254"]}}}),
+        ),
+        (
+            "injection section off",
+            default.clone(),
+            json!({"injection": {"enabled": false}}),
         ),
         (
             "other release name and namespace",
@@ -357,7 +368,10 @@ fn the_container_runs_the_webhook_with_the_mounted_config() {
     let out = render_default(&[]);
     let pod = pod_spec(&out);
     let c = &pod.containers[0];
-    assert_eq!(c.image.as_deref(), Some("tollgate:0.1.0"));
+    assert_eq!(
+        c.image.as_deref(),
+        Some("ghcr.io/tollgate-dev/tollgate:0.1.0")
+    );
     let args = c.args.clone().unwrap();
     assert_eq!(
         args,
@@ -426,7 +440,7 @@ fn the_container_runs_the_webhook_with_the_mounted_config() {
     let out = render_default(&[json!({"image": {"digest": digest}})]);
     assert_eq!(
         pod_spec(&out).containers[0].image.clone().unwrap(),
-        format!("tollgate@{digest}")
+        format!("ghcr.io/tollgate-dev/tollgate@{digest}")
     );
 }
 
@@ -453,19 +467,66 @@ fn the_pods_roll_when_the_config_changes() {
 
 // ---- The rendered config file ----
 
+/// Whether this build's config file has the `injection:` section.
+fn binary_knows_injection(dir: &std::path::Path) -> bool {
+    let path = dir.join("probe.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\ninjection: {}\n",
+    )
+    .unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    if run.status.success() {
+        return true;
+    }
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("unknown field `injection`"), "{stderr}");
+    false
+}
+
+/// The rendered config as this build can load it: in a build without
+/// sidecar injection, the `injection:` section is set aside (and said so).
+fn for_this_build(dir: &std::path::Path, text: &str) -> String {
+    if binary_knows_injection(dir) {
+        return text.to_owned();
+    }
+    let mut config: Json = yaml_serde::from_str(text).unwrap();
+    if config
+        .as_object_mut()
+        .unwrap()
+        .remove("injection")
+        .is_some()
+    {
+        eprintln!("note: this build has no `injection:` config section; checking the rest");
+    }
+    yaml_serde::to_string(&config).unwrap()
+}
+
+/// `tollgate config check` on a rendered config file. In a build without
+/// sidecar injection, the `injection:` section is set aside (and said so)
+/// and everything else is checked.
+fn config_check(dir: &std::path::Path, file: &str, text: &str) -> std::process::Output {
+    let text = for_this_build(dir, text);
+    let path = dir.join(file);
+    std::fs::write(&path, &text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_rendered_config_file_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     for (i, (name, _, out)) in rendered().into_iter().enumerate() {
         let cm: ConfigMap = typed(&out.one("ConfigMap"));
         let text = cm.data.unwrap()["config.yaml"].clone();
-        let path = dir.path().join(format!("config-{i}.yaml"));
-        std::fs::write(&path, &text).unwrap();
-        let run = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(["config", "check"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let run = config_check(dir.path(), &format!("config-{i}.yaml"), &text);
         assert_eq!(
             run.status.code(),
             Some(0),
@@ -532,6 +593,43 @@ fn the_rendered_config_file_is_valid() {
             );
         }
     }
+    // The sidecar runs the webhook's image; the release namespace is
+    // never injected; given settings win.
+    let out = render(
+        &Release {
+            name: "guard".into(),
+            namespace: "security".into(),
+        },
+        &[json!({"image": {"repository": "registry.example/tollgate", "tag": "1.2.3"}})],
+    )
+    .unwrap();
+    let cm: ConfigMap = typed(&out.one("ConfigMap"));
+    let config: Json = yaml_serde::from_str(&cm.data.unwrap()["config.yaml"]).unwrap();
+    assert_eq!(
+        config["injection"]["image"],
+        "registry.example/tollgate:1.2.3"
+    );
+    assert_eq!(
+        config["injection"]["image"].as_str(),
+        pod_spec(&out).containers[0].image.as_deref()
+    );
+    assert_eq!(
+        config["injection"]["excludedNamespaces"],
+        json!(["security"])
+    );
+    let out = render_default(&[
+        json!({"injection": {"config": {"image": "mirror/tollgate:1", "excludedNamespaces": ["a", "b"], "mode": "legacy"}}}),
+    ]);
+    let cm: ConfigMap = typed(&out.one("ConfigMap"));
+    let config: Json = yaml_serde::from_str(&cm.data.unwrap()["config.yaml"]).unwrap();
+    assert_eq!(config["injection"]["image"], "mirror/tollgate:1");
+    assert_eq!(config["injection"]["excludedNamespaces"], json!(["a", "b"]));
+    assert_eq!(config["injection"]["mode"], "legacy");
+    let out = render_default(&[json!({"injection": {"enabled": false}})]);
+    let cm: ConfigMap = typed(&out.one("ConfigMap"));
+    let config: Json = yaml_serde::from_str(&cm.data.unwrap()["config.yaml"]).unwrap();
+    assert!(config.get("injection").is_none());
+
     // Values flow into the config.
     let out = render_default(
         &[json!({"webhook": {"limits": {"maxRequestBytes": 4194304}},
@@ -553,13 +651,7 @@ fn a_bad_config_value_is_caught_by_the_config_check() {
     let out = render_default(&[json!({"policy": {"podSecurity": {"enforse": {}}}})]);
     let cm: ConfigMap = typed(&out.one("ConfigMap"));
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, &cm.data.unwrap()["config.yaml"]).unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let run = config_check(dir.path(), "config.yaml", &cm.data.unwrap()["config.yaml"]);
     assert_eq!(run.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("unknown field `enforse`"), "{stderr}");
@@ -904,7 +996,8 @@ fn webhook_configurations_reach_the_service_and_spare_the_system() {
             }
             let unique: BTreeSet<&String> = excluded.iter().collect();
             assert_eq!(unique.len(), excluded.len(), "{name}: {excluded:?}");
-            assert!(object.is_some());
+            // Nothing lets an object's own labels opt it out.
+            assert!(object.is_none(), "{name}");
             let conditions = conditions.as_ref().unwrap();
             let text: Vec<&str> = conditions.iter().map(|c| c.expression.as_str()).collect();
             assert!(text.iter().any(|e| e.contains("'leases'")), "{name}");
@@ -1034,6 +1127,68 @@ fn the_chart_covers_the_plain_manifests() {
     for ns in excluded_namespaces(&ev.namespace_selector) {
         assert!(excluded_namespaces(&cv.namespace_selector).contains(&ns));
     }
+}
+
+/// The real webhook, started with the rendered config file (addresses and
+/// state directory moved to a temporary place), serves the paths the
+/// webhook configurations and the probes name.
+#[tokio::test]
+async fn the_webhook_serves_what_the_chart_routes_to() {
+    use support_webhook::{Start, Webhook, http_get, pod, review};
+    let out = render_default(&[]);
+    let cm: ConfigMap = typed(&out.one("ConfigMap"));
+    let config = cm.data.unwrap()["config.yaml"].clone();
+    // The helper trusts the CA generated under WORKDIR/.tollgate.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join(".tollgate");
+    let config = for_this_build(dir.path(), &config);
+    let webhook = Webhook::start_with(Start {
+        args: vec!["--state-dir".into(), state.to_string_lossy().into_owned()],
+        config: Some(&config),
+        dir: Some(dir),
+        ..Start::default()
+    });
+    let m: MutatingWebhookConfiguration = typed(&out.one("MutatingWebhookConfiguration"));
+    let v: ValidatingWebhookConfiguration = typed(&out.one("ValidatingWebhookConfiguration"));
+    let path = |cc: &WebhookClientConfig| cc.service.as_ref().unwrap().path.clone().unwrap();
+    let privileged = pod("agent", "agents", json!({"privileged": true}));
+    let request = review(&privileged, "CREATE", "alice");
+    let (status, body) = webhook
+        .post(&path(&m.webhooks.unwrap()[0].client_config), &request)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["kind"], "AdmissionReview");
+    let (status, body) = webhook
+        .post(&path(&v.webhooks.unwrap()[0].client_config), &request)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["response"]["allowed"], false, "{body}");
+
+    let c = &pod_spec(&out).containers[0];
+    for probe in [c.readiness_probe.as_ref(), c.liveness_probe.as_ref()] {
+        let probe_path = probe
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .clone()
+            .unwrap();
+        let (status, _) = http_get(webhook.metrics, &probe_path);
+        assert_eq!(status, 200, "{probe_path}");
+    }
+    // The generated certificate names the Service the chart renders.
+    let svc: Service = typed(&out.one("Service"));
+    let dns = format!("{}.tollgate.svc", svc.metadata.name.unwrap());
+    assert!(webhook.stdout().contains("serving admission reviews"));
+    let cert = std::fs::read_to_string(state.join("tls.crt")).unwrap();
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(cert.as_bytes())
+        .map(|c: rustls_pki_types::CertificateDer<'static>| c)
+        .unwrap();
+    assert!(
+        der.as_ref().windows(dns.len()).any(|w| w == dns.as_bytes()),
+        "the serving certificate lacks {dns}"
+    );
 }
 
 // ---- Options ----

@@ -35,9 +35,22 @@ policy:
 audit:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.injection.config }}
+{{- if .Values.injection.enabled }}
 injection:
+  {{- $given := .Values.injection.config }}
+  {{- if not (hasKey $given "image") }}
+  image: {{ include "tollgate.image" . }}
+  {{- end }}
+  {{- if not (hasKey $given "imagePullPolicy") }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  {{- end }}
+  {{- if not (hasKey $given "excludedNamespaces") }}
+  excludedNamespaces:
+    - {{ .Release.Namespace }}
+  {{- end }}
+  {{- with $given }}
   {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 {{- with .Values.cluster.config }}
 cluster:
