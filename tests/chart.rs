@@ -1521,3 +1521,44 @@ fn the_renderer_follows_helm_semantics() {
         support_chart::render_text("{{ required \"x is required\" .x }}", &json!({})).unwrap_err();
     assert!(err.contains("x is required"), "{err}");
 }
+
+#[test]
+fn every_value_is_documented() {
+    // Leaves of values.yaml (an empty map or list is a leaf: users fill it).
+    fn leaves(prefix: &str, value: &Json, out: &mut Vec<String>) {
+        match value {
+            Json::Object(map) if !map.is_empty() && !prefix.ends_with("resources") => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&path, v, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+    let dir = support_chart::chart_dir();
+    let values: Json =
+        yaml_serde::from_str(&std::fs::read_to_string(dir.join("values.yaml")).unwrap()).unwrap();
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let mut paths = Vec::new();
+    leaves("", &values, &mut paths);
+    assert!(paths.len() > 50, "{paths:?}");
+    let missing: Vec<&String> = paths
+        .iter()
+        .filter(|p| {
+            let mut documented = readme.contains(&format!("`{p}`"));
+            // `probes.readiness.*` documents every key under it.
+            let mut prefix = p.as_str();
+            while let Some((parent, _)) = prefix.rsplit_once('.') {
+                documented |= readme.contains(&format!("`{parent}.*`"));
+                prefix = parent;
+            }
+            !documented
+        })
+        .collect();
+    assert!(missing.is_empty(), "values missing from the chart README: {missing:?}");
+}
