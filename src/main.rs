@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod config;
+mod constraints;
 
 /// Tollgate: the enforcement layer for AI agents on Kubernetes.
 #[derive(Debug, Parser)]

@@ -66,9 +66,20 @@ impl Sidecar {
         config: Config,
         recorder: Arc<dyn Recorder>,
     ) -> Result<Sidecar, SidecarError> {
+        Self::bind_with_metrics(config, recorder, |_| {}).await
+    }
+
+    /// Like [`Sidecar::bind`], and lets `extra` register more metrics (the
+    /// audit journal's) in the sidecar's `/metrics`.
+    pub async fn bind_with_metrics(
+        config: Config,
+        recorder: Arc<dyn Recorder>,
+        extra: impl FnOnce(&mut Registry),
+    ) -> Result<Sidecar, SidecarError> {
         let cell = Arc::new(PolicyCell::default());
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::new(&mut registry, Arc::clone(&cell)));
+        extra(&mut registry);
         let store = Arc::new(PolicyStore::new(config.policy.clone(), Arc::clone(&cell)));
         store.reload(&metrics);
 

@@ -8,10 +8,15 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use tollgate_policies::engine::offline::{self, Checked};
 use tollgate_policies::engine::{Options, Snapshot};
+use tollgate_policies::gatekeeper::Inventory;
+use tollgate_policies::report::{CheckResult, evidence};
 use tollgate_policies::{EnforcementAction, LevelVersion, PolicySet};
+use tollgate_policies::{NamespaceInfo, NamespaceSource};
 
 use crate::config::TollgateConfig;
 
@@ -44,6 +49,29 @@ pub struct Args {
     /// Judge the manifests as written, without applying the mutating webhook's changes first.
     #[arg(long)]
     pub no_mutate: bool,
+    /// Gatekeeper ConstraintTemplates and constraints (file or directory); repeatable. Added to
+    /// the config file's policy.constraints.paths.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub constraints: Vec<PathBuf>,
+    /// Output format of the check (or, with --report, of the evidence report: text or json).
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Print the compliance evidence report (per framework and control) instead of the check.
+    #[arg(long)]
+    pub report: bool,
+}
+
+/// `tollgate check --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// One block per object with the fixes, then a summary line.
+    Text,
+    /// A `CheckReport` document (per object: outcome, violations with controls, rules run).
+    Json,
+    /// JUnit XML (a test case per object and rule), as CI systems read it.
+    Junit,
+    /// SARIF 2.1.0, for code-scanning dashboards.
+    Sarif,
 }
 
 fn parse_level(text: &str) -> Result<LevelVersion, String> {
@@ -79,6 +107,8 @@ pub struct Report {
     pub objects: Vec<ObjectReport>,
     /// Inputs that could not be read or parsed.
     pub input_errors: Vec<String>,
+    /// Per object, as the report formats take it.
+    pub results: Vec<CheckResult>,
 }
 
 impl Report {
@@ -96,42 +126,124 @@ impl Report {
 
 /// Runs `tollgate check`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = TollgateConfig::load_or_builtin(args.config.as_deref())?;
-    let mut builder = Snapshot::builder(&config.policy);
-    if let Some(level) = args.pod_security {
-        builder = builder.pod_security_level(level);
+    if args.report && matches!(args.output, Output::Junit | Output::Sarif) {
+        eprintln!(
+            "error: --report prints text or json; --output junit and sarif describe the check itself"
+        );
+        return Ok(ExitCode::from(2));
     }
-    let snapshot = builder.build();
-    let options = Options {
-        only: (!args.only.is_empty()).then(|| args.only.clone()),
-    };
+    let config = TollgateConfig::load_or_builtin(args.config.as_deref())?;
     let mut report = Report::default();
+    let mut inputs = Vec::new();
     for input in &args.files {
         for (source, text) in read_input(input, &mut report.input_errors) {
-            match offline::parse_manifests(&text) {
+            match offline::parse_documents(&text) {
                 Ok(objects) => {
-                    for object in objects {
-                        report.objects.push(ObjectReport {
-                            source: source.clone(),
-                            checked: offline::check_object(
-                                &snapshot,
-                                object,
-                                &args.namespace,
-                                &options,
-                                !args.no_mutate,
-                            ),
-                        });
-                    }
+                    let lines = tollgate_policies::report::document_lines(&text);
+                    inputs.extend(
+                        objects
+                            .into_iter()
+                            .map(|(doc, object)| (source.clone(), lines.get(doc).copied(), object)),
+                    );
                 }
                 Err(e) => report.input_errors.push(format!("{source}: {e}")),
             }
         }
     }
-    print!("{}", render_text(&report));
+    let mut constraint_paths: Vec<PathBuf> = config
+        .policy
+        .constraints
+        .paths
+        .iter()
+        .map(|p| config.resolve(p))
+        .collect();
+    constraint_paths.extend(args.constraints.iter().cloned());
+    let store = match crate::constraints::load(&constraint_paths) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    // Namespaces in the manifests supply their labels (profiles, Pod
+    // Security levels, inherited ownership) ahead of the config file's.
+    let in_manifests = Inventory::from_objects(
+        inputs
+            .iter()
+            .map(|(_, _, o)| o)
+            .filter(|o| o.get("kind").and_then(|k| k.as_str()) == Some("Namespace")),
+    )
+    .context("cannot read the Namespace objects of the manifests")?;
+    let namespaces = Arc::new(Layered(vec![
+        Arc::new(in_manifests),
+        Arc::new(config.policy.static_namespaces()),
+    ]));
+    let mut builder = Snapshot::builder(&config.policy).namespaces(namespaces);
+    if let Some(level) = args.pod_security {
+        builder = builder.pod_security_level(level);
+    }
+    if let Some(store) = store {
+        builder = builder.constraints(store);
+    }
+    let snapshot = builder.build();
+    let options = Options {
+        only: (!args.only.is_empty()).then(|| args.only.clone()),
+        evidence: true,
+    };
+    for (source, line, object) in inputs {
+        let mut result = CheckResult::new(source.clone(), line, &object);
+        let checked = offline::check_object(
+            &snapshot,
+            object,
+            &args.namespace,
+            &options,
+            !args.no_mutate,
+        );
+        let eval = &checked.evaluation;
+        if result.object.namespace.is_empty() && eval.subject.kind != "Namespace" {
+            result.object.namespace = eval.subject.namespace.clone();
+        }
+        result.verdict = eval.verdict.clone();
+        result.evaluated = eval.evaluated.clone();
+        result.frameworks = eval.frameworks.clone();
+        result.notes = eval.notes.clone();
+        result.error = eval.failure.as_ref().map(|f| f.message.clone());
+        report.results.push(result);
+        report.objects.push(ObjectReport { source, checked });
+    }
+    let catalogue = tollgate_policies::compliance::Catalogue::builtin().ok();
+    let out = if args.report {
+        let evidence = evidence::build(&report.results, catalogue);
+        match args.output {
+            Output::Json => evidence::json(&evidence),
+            _ => evidence::text(&evidence),
+        }
+    } else {
+        match args.output {
+            Output::Text => render_text(&report),
+            Output::Json => tollgate_policies::report::json(&report.results),
+            Output::Junit => tollgate_policies::report::junit(&report.results),
+            Output::Sarif => tollgate_policies::report::sarif(&report.results, catalogue),
+        }
+    };
+    print!("{out}");
+    if !out.ends_with('\n') {
+        println!();
+    }
     for err in &report.input_errors {
         eprintln!("error: {err}");
     }
     Ok(report.exit_code())
+}
+
+/// Namespace sources consulted in order; the first that knows a namespace
+/// answers.
+struct Layered(Vec<Arc<dyn NamespaceSource>>);
+
+impl NamespaceSource for Layered {
+    fn namespace(&self, name: &str) -> Option<Arc<NamespaceInfo>> {
+        self.0.iter().find_map(|s| s.namespace(name))
+    }
 }
 
 /// The texts named by one `-f` argument, as (source, text) pairs.
