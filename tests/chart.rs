@@ -1142,8 +1142,43 @@ async fn the_webhook_serves_what_the_chart_routes_to() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join(".tollgate");
     let config = for_this_build(dir.path(), &config);
+    // The container's own arguments, with its paths moved here (the helper
+    // adds --config FILE and loopback addresses).
+    let help = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["webhook", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let audit = dir.path().join("audit/tollgate-webhook-0");
+    let rendered_args = pod_spec(&out).containers[0].args.clone().unwrap();
+    assert_eq!(rendered_args[0], "webhook");
+    let mut args = vec![
+        "--state-dir".to_owned(),
+        state.to_string_lossy().into_owned(),
+    ];
+    let mut rest = rendered_args[1..].iter();
+    while let Some(flag) = rest.next() {
+        assert!(flag.starts_with("--"), "{flag}");
+        if flag == "--in-cluster" && !help.contains("--in-cluster") {
+            eprintln!("note: this build has no --in-cluster; running without it");
+            continue;
+        }
+        assert!(
+            help.contains(flag.as_str()),
+            "tollgate webhook has no {flag}"
+        );
+        let value = rest.next().unwrap();
+        match flag.as_str() {
+            "--config" => assert_eq!(value, "/etc/tollgate/config.yaml"),
+            "--audit-dir" => {
+                assert_eq!(value, "/var/lib/tollgate/audit/$(POD_NAME)");
+                args.extend([flag.clone(), audit.to_string_lossy().into_owned()]);
+            }
+            _ => args.extend([flag.clone(), value.clone()]),
+        }
+    }
     let webhook = Webhook::start_with(Start {
-        args: vec!["--state-dir".into(), state.to_string_lossy().into_owned()],
+        args,
         config: Some(&config),
         dir: Some(dir),
         ..Start::default()
@@ -1181,6 +1216,8 @@ async fn the_webhook_serves_what_the_chart_routes_to() {
     let svc: Service = typed(&out.one("Service"));
     let dns = format!("{}.tollgate.svc", svc.metadata.name.unwrap());
     assert!(webhook.stdout().contains("serving admission reviews"));
+    // The admission decisions went into the journal.
+    assert!(std::fs::read_dir(&audit).unwrap().next().is_some());
     let cert = std::fs::read_to_string(state.join("tls.crt")).unwrap();
     let der = rustls_pki_types::pem::PemObject::from_pem_slice(cert.as_bytes())
         .map(|c: rustls_pki_types::CertificateDer<'static>| c)
@@ -1277,6 +1314,46 @@ fn audit_storage_follows_the_values() {
             .map(|c| c.claim_name == "journal")
             .unwrap_or(false)
     }));
+
+    // A stable checkpoint signing key from a Secret.
+    let out = render_default(&[
+        json!({"audit": {"signingKey": {"existingSecret": "k", "key": "ed25519.pem"}}}),
+    ]);
+    let (pod, _, _) = audit_volume(&out);
+    let args = pod.containers[0].args.clone().unwrap();
+    let at = args
+        .iter()
+        .position(|a| a == "--audit-signing-key")
+        .unwrap();
+    assert_eq!(args[at + 1], "/var/run/tollgate/audit-key/ed25519.pem");
+    let mount = pod.containers[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.mount_path == "/var/run/tollgate/audit-key")
+        .unwrap()
+        .clone();
+    assert_eq!(mount.read_only, Some(true));
+    let secret = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == mount.name)
+        .unwrap()
+        .secret
+        .unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("k"));
+    assert_eq!(secret.default_mode, Some(0o440));
+    assert_eq!(secret.items.unwrap()[0].key, "ed25519.pem");
+    let out = render_default(&[]);
+    assert!(
+        !pod_spec(&out).containers[0]
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--audit-signing-key".to_owned())
+    );
 
     // Off: no flag, no volume.
     let out = render_default(&[json!({"audit": {"enabled": false}})]);
@@ -1560,5 +1637,8 @@ fn every_value_is_documented() {
             !documented
         })
         .collect();
-    assert!(missing.is_empty(), "values missing from the chart README: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "values missing from the chart README: {missing:?}"
+    );
 }
