@@ -96,7 +96,14 @@ fn scenarios() -> Vec<(&'static str, Release, Json)> {
                    "podAntiAffinity": "hard", "replicaCount": 3,
                    "podDisruptionBudget": {"minAvailable": null, "maxUnavailable": 1},
                    "policy": {"podSecurity": {"enforce": {"level": "baseline", "version": "v1.30"}},
-                              "defaults": {"readOnlyRootFilesystem": true}}}),
+                              "defaults": {"readOnlyRootFilesystem": true},
+                              "ownership": {"action": "warn"},
+                              "compliance": {"profiles": ["soc2", "pci-dss"]}}}),
+        ),
+        (
+            "Gatekeeper constraints from ConfigMaps",
+            default.clone(),
+            json!({"constraintConfigMaps": ["required-labels", "allowed-repos"]}),
         ),
         (
             "legacy injection with interception",
@@ -426,6 +433,39 @@ fn the_container_runs_the_webhook_with_the_mounted_config() {
     assert_eq!(pod.automount_service_account_token, Some(false));
     for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
         assert!(out.of_kind(kind).is_empty(), "{kind}");
+    }
+
+    // Constraint ConfigMaps: each --constraints path is that ConfigMap,
+    // mounted read-only.
+    let out =
+        render_default(&[json!({"constraintConfigMaps": ["required-labels", "allowed-repos"]})]);
+    let pod = pod_spec(&out);
+    let c = &pod.containers[0];
+    let args = c.args.clone().unwrap();
+    let paths: Vec<&String> = args
+        .iter()
+        .zip(args.iter().skip(1))
+        .filter(|(flag, _)| *flag == "--constraints")
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(paths.len(), 2);
+    for (path, name) in paths.iter().zip(["required-labels", "allowed-repos"]) {
+        let mount = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| &&m.mount_path == path)
+            .unwrap();
+        assert_eq!(mount.read_only, Some(true));
+        let volume = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == mount.name)
+            .unwrap();
+        assert_eq!(volume.config_map.as_ref().unwrap().name, name);
     }
 
     // A digest pins the image; a tag overrides the appVersion.
