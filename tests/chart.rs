@@ -126,15 +126,20 @@ fn scenarios() -> Vec<(&'static str, Release, Json)> {
     ]
 }
 
-fn rendered() -> Vec<(&'static str, Release, Output)> {
-    scenarios()
-        .into_iter()
-        .map(|(name, release, values)| {
-            let out = render(&release, &[values])
-                .unwrap_or_else(|e| panic!("scenario {name:?} failed to render: {e}"));
-            (name, release, out)
-        })
-        .collect()
+/// Every scenario, rendered once for all the tests.
+fn rendered() -> &'static [(&'static str, Release, Output)] {
+    static RENDERED: std::sync::OnceLock<Vec<(&'static str, Release, Output)>> =
+        std::sync::OnceLock::new();
+    RENDERED.get_or_init(|| {
+        scenarios()
+            .into_iter()
+            .map(|(name, release, values)| {
+                let out = render(&release, &[values])
+                    .unwrap_or_else(|e| panic!("scenario {name:?} failed to render: {e}"));
+                (name, release, out)
+            })
+            .collect()
+    })
 }
 
 /// Parses a document as `T` and checks that nothing in it is unknown to the
@@ -265,7 +270,7 @@ fn every_document_parses_as_its_kubernetes_type() {
 #[test]
 fn the_webhook_pods_pass_restricted_and_are_highly_available() {
     for (name, _, out) in rendered() {
-        let d = deployment(&out);
+        let d = deployment(out);
         let spec = d.spec.clone();
         let template = spec.template.clone();
         let pod = template.spec.clone().unwrap();
@@ -509,6 +514,11 @@ fn the_pods_roll_when_the_config_changes() {
 
 /// Whether this build's config file has the `injection:` section.
 fn binary_knows_injection(dir: &std::path::Path) -> bool {
+    static KNOWS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KNOWS.get_or_init(|| probe_injection(dir))
+}
+
+fn probe_injection(dir: &std::path::Path) -> bool {
     let path = dir.join("probe.yaml");
     std::fs::write(
         &path,
@@ -563,7 +573,7 @@ fn config_check(dir: &std::path::Path, file: &str, text: &str) -> std::process::
 #[test]
 fn the_rendered_config_file_is_valid() {
     let dir = tempfile::tempdir().unwrap();
-    for (i, (name, _, out)) in rendered().into_iter().enumerate() {
+    for (i, (name, _, out)) in rendered().iter().enumerate() {
         let cm: ConfigMap = typed(&out.one("ConfigMap"));
         let text = cm.data.unwrap()["config.yaml"].clone();
         let run = config_check(dir.path(), &format!("config-{i}.yaml"), &text);
@@ -576,7 +586,7 @@ fn the_rendered_config_file_is_valid() {
 
         // The config agrees with the Deployment: ports, certificate files.
         let config: Json = yaml_serde::from_str(&text).unwrap();
-        let pod = pod_spec(&out);
+        let pod = pod_spec(out);
         let c = &pod.containers[0];
         let port = |n: &str| {
             c.ports
@@ -870,7 +880,7 @@ fn rbac_is_exactly_what_the_controller_calls() {
         );
 
         // The bindings give exactly these roles to the pod's account.
-        let pod = pod_spec(&out);
+        let pod = pod_spec(out);
         let crb: ClusterRoleBinding = typed(&out.one("ClusterRoleBinding"));
         let rb: RoleBinding = typed(&out.one("RoleBinding"));
         assert_eq!(crb.role_ref.kind, "ClusterRole");
@@ -998,8 +1008,8 @@ fn webhook_configurations_reach_the_service_and_spare_the_system() {
         let vw = v.webhooks.as_ref().unwrap();
         assert_eq!((mw.len(), vw.len()), (1, 1));
         let (mw, vw) = (&mw[0], &vw[0]);
-        check_client_config(name, &mw.client_config, Endpoint::Mutate, &out, &release);
-        check_client_config(name, &vw.client_config, Endpoint::Validate, &out, &release);
+        check_client_config(name, &mw.client_config, Endpoint::Mutate, out, release);
+        check_client_config(name, &vw.client_config, Endpoint::Validate, out, release);
 
         let fail_open = name.starts_with("fail open");
         for (versions, side_effects, failure, timeout, selector, object, conditions) in [
@@ -1105,7 +1115,7 @@ fn webhook_configurations_reach_the_service_and_spare_the_system() {
                     .any(|n| n == &dns)
             );
             let secret = cert["spec"]["secretName"].as_str().unwrap();
-            let pod = pod_spec(&out);
+            let pod = pod_spec(out);
             assert!(
                 pod.volumes.unwrap().iter().any(|v| v
                     .secret
