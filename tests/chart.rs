@@ -512,17 +512,16 @@ fn the_pods_roll_when_the_config_changes() {
 
 // ---- The rendered config file ----
 
-/// Whether this build's config file has the `injection:` section.
-fn binary_knows_injection(dir: &std::path::Path) -> bool {
-    static KNOWS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *KNOWS.get_or_init(|| probe_injection(dir))
-}
-
-fn probe_injection(dir: &std::path::Path) -> bool {
-    let path = dir.join("probe.yaml");
+/// Whether this build's config file has a top-level `section`.
+fn binary_knows(dir: &std::path::Path, section: &'static str) -> bool {
+    static KNOWN: std::sync::Mutex<Vec<(&'static str, bool)>> = std::sync::Mutex::new(Vec::new());
+    if let Some((_, known)) = KNOWN.lock().unwrap().iter().find(|(s, _)| *s == section) {
+        return *known;
+    }
+    let path = dir.join(format!("probe-{section}.yaml"));
     std::fs::write(
         &path,
-        "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\ninjection: {}\n",
+        format!("apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\n{section}: {{}}\n"),
     )
     .unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_tollgate"))
@@ -530,30 +529,36 @@ fn probe_injection(dir: &std::path::Path) -> bool {
         .arg(&path)
         .output()
         .unwrap();
-    if run.status.success() {
-        return true;
+    let known = run.status.success();
+    if !known {
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            stderr.contains(&format!("unknown field `{section}`")),
+            "{stderr}"
+        );
     }
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("unknown field `injection`"), "{stderr}");
-    false
+    KNOWN.lock().unwrap().push((section, known));
+    known
 }
 
-/// The rendered config as this build can load it: in a build without
-/// sidecar injection, the `injection:` section is set aside (and said so).
+/// The rendered config as this build can load it: a section this build
+/// does not have (sidecar injection, live cluster state) is set aside, and
+/// said so; everything else is checked.
 fn for_this_build(dir: &std::path::Path, text: &str) -> String {
-    if binary_knows_injection(dir) {
-        return text.to_owned();
-    }
     let mut config: Json = yaml_serde::from_str(text).unwrap();
-    if config
-        .as_object_mut()
-        .unwrap()
-        .remove("injection")
-        .is_some()
-    {
-        eprintln!("note: this build has no `injection:` config section; checking the rest");
+    let mut changed = false;
+    for section in ["injection", "cluster"] {
+        if config.get(section).is_some() && !binary_knows(dir, section) {
+            eprintln!("note: this build has no `{section}:` config section; checking the rest");
+            config.as_object_mut().unwrap().remove(section);
+            changed = true;
+        }
     }
-    yaml_serde::to_string(&config).unwrap()
+    if changed {
+        yaml_serde::to_string(&config).unwrap()
+    } else {
+        text.to_owned()
+    }
 }
 
 /// `tollgate config check` on a rendered config file. In a build without
@@ -837,7 +842,7 @@ fn rbac_is_exactly_what_the_controller_calls() {
         assert_eq!(have, want, "{name}: ClusterRole");
 
         let role: Role = typed(&out.one("Role"));
-        let lease = format!("{fullname}-webhook");
+        let lease = format!("{fullname}-webhook-certificates");
         let secret = format!("{fullname}-webhook-tls");
         let lease_names = [lease.as_str()];
         let secret_names = [secret.as_str()];
@@ -895,6 +900,36 @@ fn rbac_is_exactly_what_the_controller_calls() {
                 subjects[0].namespace.as_deref(),
                 Some(release.namespace.as_str())
             );
+        }
+        // The controller is told the names RBAC allows: the config's
+        // cluster.certificates section names the same objects.
+        let cm: ConfigMap = typed(&out.one("ConfigMap"));
+        let config: Json = yaml_serde::from_str(&cm.data.unwrap()["config.yaml"]).unwrap();
+        let certs = &config["cluster"]["certificates"];
+        assert_eq!(
+            certs["mode"],
+            if self_managed {
+                "self-managed"
+            } else {
+                "cert-manager"
+            },
+            "{name}"
+        );
+        assert_eq!(certs["leaseName"], lease.as_str(), "{name}");
+        let svc: Service = typed(&out.one("Service"));
+        assert_eq!(certs["serviceName"].as_str(), svc.metadata.name.as_deref());
+        let m: MutatingWebhookConfiguration = typed(&out.one("MutatingWebhookConfiguration"));
+        let v: ValidatingWebhookConfiguration = typed(&out.one("ValidatingWebhookConfiguration"));
+        assert_eq!(
+            certs["mutatingWebhookConfigurations"],
+            json!([m.metadata.name])
+        );
+        assert_eq!(
+            certs["validatingWebhookConfigurations"],
+            json!([v.metadata.name])
+        );
+        if self_managed {
+            assert_eq!(certs["secretName"], secret.as_str(), "{name}");
         }
         // The names in resourceNames are the objects the chart names.
         if self_managed {

@@ -52,8 +52,29 @@ injection:
   {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- end }}
-{{- with .Values.cluster.config }}
+{{- if .Values.cluster.enabled }}
 cluster:
+  {{- $given := .Values.cluster.config }}
+  {{- if not (hasKey $given "certificates") }}
+  # The objects the chart creates and the RBAC names.
+  certificates:
+    {{- if include "tollgate.selfManagedCerts" . }}
+    mode: self-managed
+    {{- else }}
+    # The serving certificate comes from mounted files (cert-manager or a
+    # given Secret): nothing to manage.
+    mode: cert-manager
+    {{- end }}
+    secretName: {{ include "tollgate.tlsSecretName" . }}
+    serviceName: {{ include "tollgate.webhookName" . }}
+    mutatingWebhookConfigurations:
+      - {{ include "tollgate.webhookConfigurationName" . }}
+    validatingWebhookConfigurations:
+      - {{ include "tollgate.webhookConfigurationName" . }}
+    leaseName: {{ include "tollgate.leaseName" . }}
+  {{- end }}
+  {{- with $given }}
   {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 {{- end -}}

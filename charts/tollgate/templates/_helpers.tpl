@@ -44,7 +44,7 @@ implement exactly this subset; keep new templates within it.
 
 {{/* The Lease the replicas coordinate through. */}}
 {{- define "tollgate.leaseName" -}}
-{{- printf "%s-webhook" (include "tollgate.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-webhook-certificates" (include "tollgate.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/* Both webhook configurations (cluster-scoped) carry this name. */}}
