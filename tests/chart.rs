@@ -1727,3 +1727,56 @@ fn every_value_is_documented() {
         "values missing from the chart README: {missing:?}"
     );
 }
+
+#[test]
+fn numbers_printed_by_the_templates_stay_below_exponent_form() {
+    // Helm holds numbers from values as float64 and prints a raw
+    // `{{ .Values.n }}` of 1e6 or more in exponent form ("1e+06"), which
+    // Kubernetes refuses as an integer. Numbers the templates print raw are
+    // therefore bounded by the schema; the rest go through toYaml.
+    fn walk(path: &str, schema: &Json, out: &mut Vec<String>) {
+        if schema["type"] == "integer" {
+            let max = schema["maximum"].as_f64().unwrap_or(f64::INFINITY);
+            if max >= 1_000_000.0 {
+                out.push(path.to_owned());
+            }
+        }
+        for key in ["anyOf", "oneOf", "allOf"] {
+            for s in schema[key].as_array().into_iter().flatten() {
+                walk(path, s, out);
+            }
+        }
+        if let Some(props) = schema["properties"].as_object() {
+            for (k, v) in props {
+                walk(&format!("{path}.{k}"), v, out);
+            }
+        }
+        if schema["additionalProperties"].is_object() {
+            walk(&format!("{path}.*"), &schema["additionalProperties"], out);
+        }
+        if schema["items"].is_object() {
+            walk(&format!("{path}[]"), &schema["items"], out);
+        }
+    }
+    let dir = support_chart::chart_dir();
+    let schema: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("values.schema.json")).unwrap())
+            .unwrap();
+    let mut unbounded = Vec::new();
+    walk("", &schema, &mut unbounded);
+    // Rendered with toYaml only (JSON numbers, never exponent form).
+    let through_to_yaml = [
+        ".resources.requests.*",
+        ".resources.limits.*",
+        ".webhook.limits.maxRequestBytes",
+        ".webhook.limits.maxConnections",
+    ];
+    unbounded.retain(|p| !through_to_yaml.contains(&p.as_str()));
+    assert!(
+        unbounded.is_empty(),
+        "unbounded numbers printed raw: {unbounded:?}"
+    );
+    let templates = std::fs::read_to_string(dir.join("templates/_config.tpl")).unwrap();
+    assert!(templates.contains("{{- with .Values.webhook.limits }}"));
+    assert!(templates.contains("toYaml . | nindent 4"));
+}

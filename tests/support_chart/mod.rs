@@ -9,9 +9,10 @@
 //! Only the subset of Helm's language the chart uses is implemented (the
 //! chart's `_helpers.tpl` lists it). Known differences from Helm, none of
 //! which the chart relies on:
-//! - numbers print as written (Helm's float64 values print large numbers
-//!   in exponent form, e.g. `1e+06`): the chart prints numbers with
-//!   `toYaml` or keeps them small;
+//! - numbers print as written (Helm's float64 values print 1e6 and more in
+//!   exponent form, `1e+06`): every number the chart prints raw is bounded
+//!   below that by values.schema.json (tested), the rest go through
+//!   `toYaml`;
 //! - `range` over a map visits keys in no particular order (Go: sorted);
 //!   the chart ranges over lists only;
 //! - `and` / `or` evaluate every argument (Go ≥ 1.18 stops early).
