@@ -1780,3 +1780,43 @@ fn numbers_printed_by_the_templates_stay_below_exponent_form() {
     assert!(templates.contains("{{- with .Values.webhook.limits }}"));
     assert!(templates.contains("toYaml . | nindent 4"));
 }
+
+#[test]
+fn the_chart_ships_the_generated_crd() {
+    let help = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    if !help.lines().any(|l| l.trim_start().starts_with("crd ")) {
+        eprintln!("note: this build has no `tollgate crd`; the chart's crds/ is not compared");
+        return;
+    }
+    let generated = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("crd")
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    let generated = String::from_utf8(generated.stdout).unwrap();
+    let path = support_chart::chart_dir().join("crds/tollgatepolicies.yaml");
+    let shipped = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; generate it with `tollgate crd > charts/tollgate/crds/tollgatepolicies.yaml`",
+            path.display()
+        )
+    });
+    assert_eq!(
+        shipped, generated,
+        "charts/tollgate/crds/tollgatepolicies.yaml is stale: regenerate it with `tollgate crd`"
+    );
+    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+        yaml_serde::from_str(&shipped).unwrap();
+    // The ClusterRole reads exactly this resource.
+    assert_eq!(crd.spec.group, "tollgate.dev");
+    assert_eq!(crd.spec.names.plural, "tollgatepolicies");
+    let cr: ClusterRole = typed(&render_default(&[]).one("ClusterRole"));
+    assert!(cr.rules.unwrap().iter().any(|r| {
+        r.api_groups.as_deref() == Some(&[crd.spec.group.clone()][..])
+            && r.resources.as_deref() == Some(&[crd.spec.names.plural.clone()][..])
+    }));
+}
