@@ -41,94 +41,48 @@ use support_chart::{Output, Release, render, render_default};
 use tollgate_policies::{Level, Version};
 use tollgate_webhook::Endpoint;
 
-/// Each option of the chart, on its own, plus a release whose name and
-/// namespace differ from the chart's.
-fn scenarios() -> Vec<(&'static str, Release, Json)> {
-    let default = Release::default();
-    vec![
-        ("default", default.clone(), json!({})),
-        (
-            "cert-manager",
-            default.clone(),
-            json!({"certManager": {"enabled": true}}),
-        ),
-        (
-            "cert-manager with an existing issuer, no cluster access",
-            default.clone(),
-            json!({"certManager": {"enabled": true, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}},
-                   "cluster": {"enabled": false}}),
-        ),
-        (
-            "existing secret",
-            default.clone(),
-            json!({"certificates": {"existingSecret": "my-tls", "caBundle": "LS0tLS1CRUdJTg=="}}),
-        ),
-        (
-            "audit PVC",
-            default.clone(),
-            json!({"audit": {"persistence": {"enabled": true, "storageClassName": "fast"}}}),
-        ),
-        (
-            "audit existing claim",
-            default.clone(),
-            json!({"audit": {"persistence": {"enabled": true, "existingClaim": "journal", "accessModes": ["ReadWriteOnce"]}}, "replicaCount": 1}),
-        ),
-        (
-            "audit off",
-            default.clone(),
-            json!({"audit": {"enabled": false}}),
-        ),
-        (
-            "network policy off, service monitor on",
-            default.clone(),
-            json!({"networkPolicy": {"enabled": false}, "serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}}),
-        ),
-        (
-            "network policy with API server CIDRs and metrics peers",
-            default.clone(),
-            json!({"networkPolicy": {"apiServerCIDRs": ["10.0.0.1/32"], "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}}),
-        ),
-        (
-            "fail open, hard anti-affinity, PDB maxUnavailable, limits, policy",
-            default.clone(),
-            json!({"webhook": {"validating": {"failurePolicy": "Ignore"}, "mutating": {"failurePolicy": "Ignore"},
-                               "timeoutSeconds": 3, "limits": {"maxRequestBytes": 4194304, "bodyReadTimeout": "5s"}},
-                   "podAntiAffinity": "hard", "replicaCount": 3,
-                   "podDisruptionBudget": {"minAvailable": null, "maxUnavailable": 1},
-                   "policy": {"podSecurity": {"enforce": {"level": "baseline", "version": "v1.30"}},
-                              "defaults": {"readOnlyRootFilesystem": true},
-                              "ownership": {"action": "warn"},
-                              "compliance": {"profiles": ["soc2", "pci-dss"]}}}),
-        ),
-        (
-            "Gatekeeper constraints from ConfigMaps",
-            default.clone(),
-            json!({"constraintConfigMaps": ["required-labels", "allowed-repos"]}),
-        ),
-        (
-            "legacy injection with interception",
-            default.clone(),
-            json!({"injection": {"config": {"mode": "legacy", "interception": true, "noProxy": ["169.254.169.254"]}}}),
-        ),
-        (
-            "injection section off",
-            default.clone(),
-            json!({"injection": {"enabled": false}}),
-        ),
-        (
-            "other release name and namespace",
-            Release {
-                name: "guard".into(),
-                namespace: "security".into(),
-            },
-            json!({"webhook": {"excludedNamespaces": ["kube-system", "kube-node-lease", "security"]}}),
-        ),
-    ]
+/// The default values and each case under `charts/tollgate/ci/` (one
+/// option each, the chart-testing convention), each for the release
+/// `tollgate` in namespace `tollgate` and for `guard` in `security`.
+fn scenarios() -> Vec<(String, Release, Json)> {
+    let mut cases = vec![("default".to_owned(), json!({}))];
+    let mut files: Vec<_> = std::fs::read_dir(support_chart::chart_dir().join("ci"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let name = name
+            .strip_suffix("-values.yaml")
+            .unwrap_or_else(|| panic!("{name}: ci files are named CASE-values.yaml"));
+        let values: Json = yaml_serde::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        cases.push((name.to_owned(), values));
+    }
+    assert!(cases.len() >= 15, "{} cases", cases.len());
+    let releases = [
+        Release::default(),
+        Release {
+            name: "guard".into(),
+            namespace: "security".into(),
+        },
+    ];
+    let mut out = Vec::new();
+    for (name, values) in cases {
+        for release in &releases {
+            out.push((
+                format!("{name} ({} in {})", release.name, release.namespace),
+                release.clone(),
+                values.clone(),
+            ));
+        }
+    }
+    out
 }
 
 /// Every scenario, rendered once for all the tests.
-fn rendered() -> &'static [(&'static str, Release, Output)] {
-    static RENDERED: std::sync::OnceLock<Vec<(&'static str, Release, Output)>> =
+fn rendered() -> &'static [(String, Release, Output)] {
+    static RENDERED: std::sync::OnceLock<Vec<(String, Release, Output)>> =
         std::sync::OnceLock::new();
     RENDERED.get_or_init(|| {
         scenarios()
@@ -1046,7 +1000,11 @@ fn webhook_configurations_reach_the_service_and_spare_the_system() {
         check_client_config(name, &mw.client_config, Endpoint::Mutate, out, release);
         check_client_config(name, &vw.client_config, Endpoint::Validate, out, release);
 
-        let fail_open = name.starts_with("fail open");
+        let fail_open = out.values["webhook"]["validating"]["failurePolicy"] == "Ignore";
+        assert_eq!(
+            out.values["webhook"]["mutating"]["failurePolicy"],
+            out.values["webhook"]["validating"]["failurePolicy"]
+        );
         for (versions, side_effects, failure, timeout, selector, object, conditions) in [
             (
                 &mw.admission_review_versions,

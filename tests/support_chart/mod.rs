@@ -187,20 +187,20 @@ pub fn render(release: &Release, overrides: &[Json]) -> Result<Output, RenderErr
         notes: String::new(),
         values,
     };
+    // One template set holds every file (Helm's defines are global); each
+    // manifest is executed by naming its tree.
+    let mut template = new_template("");
     for (name, text) in &files {
+        template
+            .add_template(name.clone(), text.clone())
+            .map_err(|e| RenderError(format!("{name}: parse error: {e}")))?;
+    }
+    for (name, _) in &files {
         if base(name).starts_with('_') {
             continue;
         }
         top["Template"] = serde_json::json!({"Name": name, "BasePath": "tollgate/templates"});
-        let mut template = new_template(name);
-        for (pname, ptext) in &partials {
-            template
-                .add_template(pname.clone(), ptext.clone())
-                .map_err(|e| RenderError(format!("{pname}: {e}")))?;
-        }
-        template
-            .add_template(name.clone(), text.clone())
-            .map_err(|e| RenderError(format!("{name}: parse error: {e}")))?;
+        template.name = name.clone();
         let rendered = template
             .render(&Context::from(to_value(&top)))
             .map_err(|e| RenderError(format!("{name}: {e}")))?
@@ -290,10 +290,13 @@ pub fn coalesce(base: &mut Json, over: &Json) {
 
 /// `helm install` refuses values that break values.schema.json.
 fn check_schema(dir: &Path, values: &Json) -> Result<(), RenderError> {
-    let schema: Json =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("values.schema.json")).unwrap())
-            .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let validator = VALIDATOR.get_or_init(|| {
+        let schema: Json =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("values.schema.json")).unwrap())
+                .unwrap();
+        jsonschema::validator_for(&schema).unwrap()
+    });
     let errors: Vec<String> = validator
         .iter_errors(values)
         .map(|e| format!("at '{}': {e}", e.instance_path()))
