@@ -1047,6 +1047,17 @@ fn webhook_configurations_reach_the_service_and_spare_the_system() {
             assert!(text.iter().any(|e| e.contains("'events'")), "{name}");
         }
         assert_eq!(mw.reinvocation_policy.as_deref(), Some("IfNeeded"));
+        // pods/* reaches the validating webhook only for the subresources
+        // that change the pod's spec.
+        let narrowed = vw
+            .match_conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.name == "spec-changing-subresources-only")
+            .unwrap();
+        assert!(narrowed.expression.contains("request.subResource == ''"));
+        assert!(narrowed.expression.contains("'ephemeralcontainers'"));
 
         let mutated = resources(&mw.rules);
         let validated = resources(&vw.rules);
