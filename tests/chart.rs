@@ -1039,6 +1039,21 @@ fn webhook_configurations_reach_the_service_and_spare_the_system() {
             }
             let unique: BTreeSet<&String> = excluded.iter().collect();
             assert_eq!(unique.len(), excluded.len(), "{name}: {excluded:?}");
+            // Extra expressions are ANDed after the exclusion.
+            let exprs = selector
+                .as_ref()
+                .unwrap()
+                .match_expressions
+                .clone()
+                .unwrap();
+            let extra = out.values["webhook"]["namespaceSelectorExpressions"]
+                .as_array()
+                .unwrap();
+            assert_eq!(exprs.len(), 1 + extra.len(), "{name}");
+            for (e, want) in exprs.iter().skip(1).zip(extra) {
+                assert_eq!(e.key, want["key"].as_str().unwrap());
+                assert_eq!(e.operator, want["operator"].as_str().unwrap());
+            }
             // Nothing lets an object's own labels opt it out.
             assert!(object.is_none(), "{name}");
             let conditions = conditions.as_ref().unwrap();
