@@ -293,6 +293,20 @@ fn compliance_profiles_come_from_namespaces_in_the_input_and_every_format_report
     let xml = String::from_utf8_lossy(&out.stdout);
     assert!(xml.starts_with("<?xml"), "{xml}");
     assert!(xml.contains("<failure"), "{xml}");
+    // Well-formed for a real XML parser.
+    let mut parse = Command::new("python3")
+        .args(["-c", "import sys, xml.etree.ElementTree as E; r = E.parse(sys.stdin).getroot(); print(r.tag, len(r.findall('.//testcase')), len(r.findall('.//failure')))"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    parse.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let parsed = parse.wait_with_output().unwrap();
+    assert!(parsed.status.success());
+    let parsed = String::from_utf8_lossy(&parsed.stdout);
+    let fields: Vec<&str> = parsed.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"testsuites"), "{parsed}");
+    assert!(fields[2].parse::<u32>().unwrap() >= 1, "{parsed}");
 
     let out = check(&["-f", f, "--output", "sarif"], None, dir.path());
     let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -328,6 +342,29 @@ fn compliance_profiles_come_from_namespaces_in_the_input_and_every_format_report
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // --namespace-labels stands in for the cluster's namespace.
+    let out = check(
+        &[
+            "-f",
+            "-",
+            "--namespace-labels",
+            "compliance.tollgate.dev/profiles=pci-dss",
+        ],
+        Some(PCI_INPUT.split("---\n").nth(1).unwrap()),
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("[compliance:image-pinned]"),
+        "{}",
+        text(&out)
+    );
+    let out = check(
+        &["-f", f, "--namespace-labels", "novalue"],
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
     let out = check(
         &["-f", f, "--report", "--output", "sarif"],

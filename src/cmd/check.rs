@@ -43,6 +43,10 @@ pub struct Args {
     /// Config file (its policy: section; namespaces listed there supply labels).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Labels of every namespace that neither the input (Namespace objects) nor the config file
+    /// describes, e.g. compliance.tollgate.dev/profiles=pci-dss,pss.tollgate.dev/enforce=baseline.
+    #[arg(long, value_name = "KEY=VALUE,...", value_delimiter = ',', value_parser = parse_label)]
+    pub namespace_labels: Vec<(String, String)>,
     /// Namespace of objects that do not name one.
     #[arg(long, value_name = "NAMESPACE", default_value = "default")]
     pub namespace: String,
@@ -72,6 +76,13 @@ pub enum Output {
     Junit,
     /// SARIF 2.1.0, for code-scanning dashboards.
     Sarif,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("expected KEY=VALUE, found {text:?}")),
+    }
 }
 
 fn parse_level(text: &str) -> Result<LevelVersion, String> {
@@ -174,10 +185,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .filter(|o| o.get("kind").and_then(|k| k.as_str()) == Some("Namespace")),
     )
     .context("cannot read the Namespace objects of the manifests")?;
-    let namespaces = Arc::new(Layered(vec![
+    let mut layers: Vec<Arc<dyn NamespaceSource>> = vec![
         Arc::new(in_manifests),
         Arc::new(config.policy.static_namespaces()),
-    ]));
+    ];
+    if !args.namespace_labels.is_empty() {
+        layers.push(Arc::new(AnyNamespace(
+            args.namespace_labels.iter().cloned().collect(),
+        )));
+    }
+    let namespaces = Arc::new(Layered(layers));
     let mut builder = Snapshot::builder(&config.policy).namespaces(namespaces);
     if let Some(level) = args.pod_security {
         builder = builder.pod_security_level(level);
@@ -234,6 +251,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("error: {err}");
     }
     Ok(report.exit_code())
+}
+
+/// Every namespace, with the same labels (`--namespace-labels`).
+struct AnyNamespace(std::collections::BTreeMap<String, String>);
+
+impl NamespaceSource for AnyNamespace {
+    fn namespace(&self, name: &str) -> Option<Arc<NamespaceInfo>> {
+        Some(Arc::new(NamespaceInfo {
+            name: name.to_owned(),
+            labels: self.0.clone(),
+            annotations: Default::default(),
+        }))
+    }
 }
 
 /// Namespace sources consulted in order; the first that knows a namespace

@@ -287,5 +287,29 @@ fn print_banner(bound: &Bound, policy: &PolicyConfig) {
     } else {
         println!("  policy: Pod Security off");
     }
+    let own = &policy.ownership;
+    if own.enabled {
+        println!(
+            "  policy: ownership annotations required: {} ({}); compliance profiles by default: {} (namespace label {})",
+            own.required
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            own.action.as_str(),
+            if policy.compliance.profiles.is_empty() {
+                "none".to_owned()
+            } else {
+                policy
+                    .compliance
+                    .profiles
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            tollgate_policies::compliance::config::PROFILES_LABEL
+        );
+    }
     println!("  stop with Ctrl-C or SIGTERM (in-flight requests are drained)");
 }
