@@ -38,6 +38,9 @@ enum Command {
     Audit(cmd::audit::Command),
     /// Print the TollgatePolicy CustomResourceDefinition (YAML).
     Crd,
+    /// Check config files.
+    #[command(subcommand)]
+    Config(cmd::config::Command),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Certs(command) => cmd::certs::run(command),
         Command::Audit(command) => cmd::audit::run(command),
         Command::Crd => cmd::cluster::print_crd(),
+        Command::Config(command) => cmd::config::run(command),
     };
     match result {
         Ok(code) => code,
