@@ -31,8 +31,10 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn settings() -> CertificateSettings {
+    // Long enough for a loaded machine to renew in time, short enough for
+    // the fail-over below to stay quick.
     CertificateSettings {
-        lease_duration: Duration::from_secs(2),
+        lease_duration: Duration::from_secs(5),
         check_interval: Duration::from_millis(200),
         ..CertificateSettings::default()
     }
