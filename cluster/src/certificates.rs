@@ -153,6 +153,12 @@ impl CertificateSettings {
 /// The Secret's keys.
 const KEYS: [&str; 4] = ["ca.crt", "ca.key", "tls.crt", "tls.key"];
 
+/// The optional key holding what the `caBundle`s trust: the current CA and,
+/// after a CA renewal, the previous one while it is still valid, so
+/// replicas still serving a pair from the old CA stay trusted until they
+/// install the new one.
+const BUNDLE: &str = "ca-bundle.crt";
+
 /// What one reconciliation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reconciled {
@@ -256,7 +262,7 @@ impl CertificateManager {
             source,
         })?;
         if let Some(secret) = &existing {
-            for (key, value) in secret_data(secret) {
+            for (key, value) in secret_data(secret).into_iter().filter(|(k, _)| k != BUNDLE) {
                 pem::write_atomic(&scratch.path().join(&key), &value, key.ends_with(".key"))?;
             }
         }
@@ -270,6 +276,21 @@ impl CertificateManager {
             let mut data = BTreeMap::new();
             for key in KEYS {
                 data.insert(key.to_owned(), pem::read(&scratch.path().join(key))?);
+            }
+            if let (Action::Renewed(_), Some(new_ca)) = (&state.ca_action, data.get("ca.crt"))
+                && let Some(old_ca) = existing
+                    .as_ref()
+                    .map(secret_data)
+                    .and_then(|d| d.get("ca.crt").cloned())
+                && tollgate_certs::not_after(&old_ca)
+                    .is_ok_and(|t| t > time::OffsetDateTime::now_utc())
+            {
+                let mut bundle = new_ca.clone();
+                if !bundle.ends_with(b"\n") {
+                    bundle.push(b'\n');
+                }
+                bundle.extend_from_slice(&old_ca);
+                data.insert(BUNDLE.to_owned(), bundle);
             }
             let reason = match (&state.ca_action, &state.serving_action) {
                 (Action::Renewed(r), _) | (_, Action::Renewed(r)) => r.clone(),
@@ -303,7 +324,7 @@ impl CertificateManager {
         };
         let installed = self.install(&material)?;
         let mut patched = Vec::new();
-        if leader && let Some(ca) = material.get("ca.crt") {
+        if leader && let Some(ca) = material.get(BUNDLE).or_else(|| material.get("ca.crt")) {
             patched = self.patch_ca_bundles(ca).await;
         }
         self.ready.send_replace(true);
@@ -481,11 +502,11 @@ fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
         .data
         .iter()
         .flatten()
-        .filter(|(k, _)| KEYS.contains(&k.as_str()))
+        .filter(|(k, _)| KEYS.contains(&k.as_str()) || k.as_str() == BUNDLE)
         .map(|(k, v)| (k.clone(), v.0.clone()))
         .collect();
     for (k, v) in secret.string_data.iter().flatten() {
-        if KEYS.contains(&k.as_str()) {
+        if KEYS.contains(&k.as_str()) || k.as_str() == BUNDLE {
             out.insert(k.clone(), v.as_bytes().to_vec());
         }
     }

@@ -191,6 +191,40 @@ async fn two_replicas_create_share_rotate_and_fail_over() {
         "the CA (and caBundle) stay"
     );
 
+    // CA renewal: a CA about to expire is replaced; the caBundles trust the
+    // new and the old CA together, so replicas still serving the old pair
+    // stay trusted until they install the new one.
+    let expiring =
+        tollgate_certs::Authority::generate("expiring CA", time::Duration::days(2)).unwrap();
+    let old_pair = expiring
+        .issue_server(
+            &["tollgate-webhook.tollgate.svc".into()],
+            time::Duration::days(1),
+        )
+        .unwrap();
+    let b64 = |t: &str| json!(base64::engine::general_purpose::STANDARD.encode(t));
+    let mut s = secret(&server);
+    s["data"]["ca.crt"] = b64(expiring.cert_pem());
+    s["data"]["ca.key"] = b64(&expiring.pair().key_pem);
+    s["data"]["tls.crt"] = b64(&old_pair.cert_pem);
+    s["data"]["tls.key"] = b64(&old_pair.key_pem);
+    server.apply(s).unwrap();
+    eventually("CA renewed", || {
+        let ca_now = secret_key(&server, "ca.crt");
+        ca_now != expiring.cert_pem().as_bytes() && ca_now != ca
+    })
+    .await;
+    let renewed_ca = String::from_utf8(secret_key(&server, "ca.crt")).unwrap();
+    let bundle = String::from_utf8(secret_key(&server, "ca-bundle.crt")).unwrap();
+    assert!(
+        bundle.starts_with(&renewed_ca) && bundle.contains(expiring.cert_pem()),
+        "{bundle}"
+    );
+    eventually("caBundles trust both CAs", || {
+        bundles(&server).iter().all(|b| *b == bundle.as_bytes())
+    })
+    .await;
+
     // Fail-over: the leader stops; b takes the lease once it expires and
     // recreates a deleted Secret with a new CA, then fixes the caBundles.
     task_a.abort();
