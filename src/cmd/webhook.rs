@@ -134,7 +134,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 dir.display()
             );
         }
-        if let Some(store) = &store {
+        if args.in_cluster && !constraint_paths.is_empty() {
+            // In a cluster the files join the cluster's templates and
+            // constraints in the cluster's store; they are read at start.
+            println!(
+                "  Gatekeeper constraints from {} (read at start, with the cluster's)",
+                constraint_paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        } else if let Some(store) = &store {
             println!(
                 "  Gatekeeper constraints: {} from {} (reloaded when they change)",
                 store.current().constraints().len(),
