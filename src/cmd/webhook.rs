@@ -64,7 +64,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .webhook
         .validate()
         .context("invalid webhook settings")?;
-    let engine = Arc::new(Engine::new(Snapshot::from_config(&config.policy)));
+    let injector = Arc::new(tollgate_webhook::Injector::new(config.injection.clone()));
+    let engine = Arc::new(Engine::new(
+        Snapshot::builder(&config.policy)
+            .evaluator(injector)
+            .build(),
+    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
