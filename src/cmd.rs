@@ -6,4 +6,5 @@ pub mod check;
 pub mod sidecar;
 pub mod test;
 pub mod verify;
+pub mod wait_ready;
 pub mod webhook;

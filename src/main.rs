@@ -35,6 +35,8 @@ enum Command {
     /// Inspect and verify the audit journal.
     #[command(subcommand)]
     Audit(cmd::audit::Command),
+    /// Wait until an HTTP endpoint answers 200 (the legacy sidecar's startup gate).
+    WaitReady(cmd::wait_ready::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Test(args) => cmd::test::run(args),
         Command::Certs(command) => cmd::certs::run(command),
         Command::Audit(command) => cmd::audit::run(command),
+        Command::WaitReady(args) => cmd::wait_ready::run(args),
     };
     match result {
         Ok(code) => code,

@@ -169,10 +169,12 @@ impl AgentManifest {
                 },
             }
         })?;
-        manifest.check().map_err(|(path, message)| ActionPolicyError::Unlocated {
-            file: file.to_owned(),
-            message: format!("{path}: {message}"),
-        })?;
+        manifest
+            .check()
+            .map_err(|(path, message)| ActionPolicyError::Unlocated {
+                file: file.to_owned(),
+                message: format!("{path}: {message}"),
+            })?;
         Ok(manifest)
     }
 
@@ -332,7 +334,10 @@ impl Baseline {
             rules.push(
                 RuleSpec::allow("ossa:mcp-session", Some(Protocol::Mcp))
                     .with_match(MatchSpec {
-                        methods: MCP_SESSION_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+                        methods: MCP_SESSION_METHODS
+                            .iter()
+                            .map(|m| (*m).to_owned())
+                            .collect(),
                         servers: if any_server { Vec::new() } else { servers },
                         ..MatchSpec::default()
                     })
@@ -393,7 +398,10 @@ impl Baseline {
         }
     }
 
-    fn compile(manifest: &AgentManifest, standalone: bool) -> Result<ActionPolicy, ActionPolicyError> {
+    fn compile(
+        manifest: &AgentManifest,
+        standalone: bool,
+    ) -> Result<ActionPolicy, ActionPolicyError> {
         let doc = ActionPolicyDocument::new(
             format!("ossa:{}", manifest.name()),
             Self::spec(manifest, standalone),

@@ -95,10 +95,13 @@ fn decide(policy: &ActionPolicy, action: &Action) -> (bool, String) {
 
 #[test]
 fn the_seed_manifest_parses() {
-    let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/seeds/000_8519e8a90b4b52bb.txt");
+    let seed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/seeds/000_8519e8a90b4b52bb.txt");
     let Ok(text) = std::fs::read_to_string(&seed) else {
-        eprintln!("skipped: {} is absent (shared seeds not checked out)", seed.display());
+        eprintln!(
+            "skipped: {} is absent (shared seeds not checked out)",
+            seed.display()
+        );
         return;
     };
     let block = text
@@ -111,15 +114,33 @@ fn the_seed_manifest_parses() {
     assert_eq!(m.spec.tools[0].name, "trivy-scanner");
     assert_eq!(m.spec.llm.as_ref().unwrap().provider, "anthropic");
     let policy = Baseline::standalone(&m).unwrap();
-    assert!(decide(&policy, &mcp("trivy.tools.svc", "tools/call", Some("trivy-scanner"))).0);
-    assert!(!decide(&policy, &mcp("trivy.tools.svc", "tools/call", Some("kubectl_exec"))).0);
+    assert!(
+        decide(
+            &policy,
+            &mcp("trivy.tools.svc", "tools/call", Some("trivy-scanner"))
+        )
+        .0
+    );
+    assert!(
+        !decide(
+            &policy,
+            &mcp("trivy.tools.svc", "tools/call", Some("kubectl_exec"))
+        )
+        .0
+    );
 }
 
 #[test]
 fn errors_are_located_and_say_what_is_expected() {
     let cases = [
-        ("apiVersion: v1\nkind: Agent\nspec: {}\n", "apiVersion: expected an OSSA version"),
-        ("apiVersion: ossa/v0.2.x\nkind: Pod\nspec: {}\n", "kind: expected \"Agent\""),
+        (
+            "apiVersion: v1\nkind: Agent\nspec: {}\n",
+            "apiVersion: expected an OSSA version",
+        ),
+        (
+            "apiVersion: ossa/v0.2.x\nkind: Pod\nspec: {}\n",
+            "kind: expected \"Agent\"",
+        ),
         (
             "apiVersion: ossa/v0.2.x\nkind: Agent\nspec:\n  llm: {provider: hal9000}\n",
             "spec.llm.provider: provider \"hal9000\" is not one",
@@ -132,15 +153,25 @@ fn errors_are_located_and_say_what_is_expected() {
             "apiVersion: ossa/v0.2.x\nkind: Agent\nspec:\n  tools:\n    - type: mcp\n      name: x\n      capabilities: yes-please\n",
             "agent.yaml:7:",
         ),
-        ("apiVersion: ossa/v0.2.x\nkind: Agent\n", "missing field `spec`"),
+        (
+            "apiVersion: ossa/v0.2.x\nkind: Agent\n",
+            "missing field `spec`",
+        ),
         ("- not\n- a map\n", "agent.yaml:1:1"),
     ];
     for (text, want) in cases {
-        let err = AgentManifest::parse(text, "agent.yaml").unwrap_err().to_string();
-        assert!(err.contains(want), "{text:?}: {err} should contain {want:?}");
+        let err = AgentManifest::parse(text, "agent.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(want),
+            "{text:?}: {err} should contain {want:?}"
+        );
     }
     let big = "#".repeat(MAX_MANIFEST_BYTES + 1);
-    let err = AgentManifest::parse(&big, "agent.yaml").unwrap_err().to_string();
+    let err = AgentManifest::parse(&big, "agent.yaml")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("the limit is"), "{err}");
 }
 
@@ -149,23 +180,75 @@ fn only_declared_tools_servers_and_model_are_allowed() {
     let m = AgentManifest::parse(MANIFEST, "agent.yaml").unwrap();
     let policy = Baseline::standalone(&m).unwrap();
     let cases: [(Action, bool, &str); 11] = [
-        (mcp("trivy", "tools/call", Some("trivy-scanner")), true, "spec.tools[0]"),
-        (mcp("trivy", "tools/call", Some("exec_shell")), false, "does not declare this MCP tool"),
-        (mcp("mcp.github.example", "tools/call", Some("search_code")), true, "spec.tools[1]"),
-        (mcp("mcp.github.example", "tools/call", Some("get_file_contents")), true, "spec.tools[1]"),
+        (
+            mcp("trivy", "tools/call", Some("trivy-scanner")),
+            true,
+            "spec.tools[0]",
+        ),
+        (
+            mcp("trivy", "tools/call", Some("exec_shell")),
+            false,
+            "does not declare this MCP tool",
+        ),
+        (
+            mcp("mcp.github.example", "tools/call", Some("search_code")),
+            true,
+            "spec.tools[1]",
+        ),
+        (
+            mcp(
+                "mcp.github.example",
+                "tools/call",
+                Some("get_file_contents"),
+            ),
+            true,
+            "spec.tools[1]",
+        ),
         // A github capability on another server is not declared.
-        (mcp("evil.example", "tools/call", Some("search_code")), false, "does not declare"),
-        (mcp("mcp.github.example", "tools/call", Some("delete_repository")), false, "blocks this tool"),
-        (mcp("mcp.github.example", "initialize", None), true, "session plumbing"),
-        (mcp("mcp.github.example", "resources/read", None), false, "does not declare"),
-        (llm(LlmProvider::Anthropic, "claude-3-5-sonnet-20241022"), true, "spec.llm"),
-        (llm(LlmProvider::Anthropic, "claude-opus-4"), false, "only anthropic/claude-3-5-sonnet-20241022 is declared"),
+        (
+            mcp("evil.example", "tools/call", Some("search_code")),
+            false,
+            "does not declare",
+        ),
+        (
+            mcp(
+                "mcp.github.example",
+                "tools/call",
+                Some("delete_repository"),
+            ),
+            false,
+            "blocks this tool",
+        ),
+        (
+            mcp("mcp.github.example", "initialize", None),
+            true,
+            "session plumbing",
+        ),
+        (
+            mcp("mcp.github.example", "resources/read", None),
+            false,
+            "does not declare",
+        ),
+        (
+            llm(LlmProvider::Anthropic, "claude-3-5-sonnet-20241022"),
+            true,
+            "spec.llm",
+        ),
+        (
+            llm(LlmProvider::Anthropic, "claude-opus-4"),
+            false,
+            "only anthropic/claude-3-5-sonnet-20241022 is declared",
+        ),
         (http("example.com"), false, "has no ActionPolicy"),
     ];
     for (action, allowed, reason) in cases {
         let (got, why) = decide(&policy, &action);
         assert_eq!(got, allowed, "{}: {why}", action.target_label());
-        assert!(why.contains(reason), "{}: {why} should contain {reason:?}", action.target_label());
+        assert!(
+            why.contains(reason),
+            "{}: {why} should contain {reason:?}",
+            action.target_label()
+        );
     }
     assert!(!decide(&policy, &llm(LlmProvider::Openai, "gpt-4o")).0);
 }
@@ -181,7 +264,17 @@ fn approval_required_denies_tool_calls_except_pre_approved_ones() {
     let (ok, why) = decide(&policy, &mcp("trivy", "tools/call", Some("trivy-scanner")));
     assert!(!ok);
     assert!(why.contains("requires a person's approval"), "{why}");
-    assert!(decide(&policy, &mcp("mcp.github.example", "tools/call", Some("get_file_contents"))).0);
+    assert!(
+        decide(
+            &policy,
+            &mcp(
+                "mcp.github.example",
+                "tools/call",
+                Some("get_file_contents")
+            )
+        )
+        .0
+    );
     assert!(decide(&policy, &mcp("trivy", "tools/list", None)).0);
 }
 
@@ -208,7 +301,10 @@ spec:
     let (ok, why) = decide(&policy, &mcp("trivy", "tools/call", Some("exec_shell")));
     assert!(!ok);
     assert!(why.contains("OSSA manifest"), "{why}");
-    let d = policy.evaluate(&mcp("trivy", "tools/call", Some("exec_shell")), Instant::now());
+    let d = policy.evaluate(
+        &mcp("trivy", "tools/call", Some("exec_shell")),
+        Instant::now(),
+    );
     assert_eq!(d.rule.as_deref(), Some("ossa:undeclared-tool"));
     assert_eq!(d.rule_index, None);
     // The baseline allows a declared tool; the file denies it.
