@@ -80,7 +80,8 @@ pub struct InjectionConfig {
     pub ossa_manifest_key: String,
     /// The ActionPolicy ConfigMap for pods that name neither an action
     /// policy nor an OSSA manifest. Without it such pods get a sidecar that
-    /// denies every action (and a warning at admission).
+    /// denies every action and never reports ready, so their agents do not
+    /// start (and the admission warns).
     pub default_action_policy: Option<String>,
     /// The size limit of the audit spool (an `emptyDir` only the sidecar
     /// mounts).

@@ -85,7 +85,7 @@ impl Template {
             (None, None, None) => {
                 if errors.is_empty() {
                     notes.push(format!(
-                        "Tollgate: this pod names neither an action policy ({ANNOTATION_ACTION_POLICY}) nor an OSSA manifest ({ANNOTATION_OSSA}), so its sidecar denies every action; set one of the annotations to a ConfigMap name"
+                        "Tollgate: this pod names neither an action policy ({ANNOTATION_ACTION_POLICY}) nor an OSSA manifest ({ANNOTATION_OSSA}), so its sidecar has no policy: it denies every action and never reports ready, and the pod's other containers do not start; set one of the annotations to a ConfigMap name"
                     ));
                 }
                 None
@@ -102,7 +102,8 @@ impl Template {
             AUDIT_PATH.into(),
         ];
         // Without any policy the sidecar is still pointed at the (absent)
-        // policy file: it then denies every action, fail-closed.
+        // policy file: it denies every action and never reports ready, so
+        // the agents never start (fail-closed).
         if policy.is_some() || ossa.is_none() {
             args.push("--policy".into());
             args.push(format!("{POLICY_PATH}/{}", config.action_policy_key));
