@@ -1,10 +1,10 @@
 //! The config file (`--config FILE`): one YAML document,
 //! `apiVersion: tollgate.dev/v1alpha1`, `kind: TollgateConfig`, with a
-//! section per part of Tollgate (`webhook:`, `policy:`, `injection:`). Every section and
+//! section per part of Tollgate (`webhook:`, `policy:`, `audit:`, `injection:`). Every section and
 //! field is optional; unknown fields are errors that name the file, the
 //! field and its line.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
@@ -33,6 +33,13 @@ pub struct TollgateConfig {
     /// The policies the webhook and `tollgate check` evaluate.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// The audit journal and its exporters (used with `--audit-dir`).
+    #[serde(default)]
+    pub audit: tollgate_audit::AuditConfig,
+    /// The directory of the config file: relative paths in it are resolved
+    /// against it.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
     /// Sidecar injection into agent pods.
     #[serde(default)]
     pub injection: InjectionConfig,
@@ -43,7 +50,19 @@ impl TollgateConfig {
     pub fn load(path: &Path) -> anyhow::Result<TollgateConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
+        let mut config =
+            Self::parse(&text).with_context(|| format!("config file {}", path.display()))?;
+        config.base_dir = path.parent().map(Path::to_path_buf);
+        Ok(config)
+    }
+
+    /// `path` as written in the config file: relative to the file's
+    /// directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        match &self.base_dir {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
     }
 
     /// Parses and checks config text.
@@ -67,6 +86,10 @@ impl TollgateConfig {
             .webhook
             .validate()
             .map_err(|e| anyhow::anyhow!("webhook.{e}"))?;
+        config
+            .audit
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         config
             .injection
             .validate()
@@ -107,6 +130,34 @@ mod tests {
             config.injection.default_action_policy.as_deref(),
             Some("agent-baseline")
         );
+    }
+
+    #[test]
+    fn the_audit_example_is_a_whole_config_file() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audit/tollgate.yaml");
+        let config = TollgateConfig::load(&path).unwrap();
+        assert_ne!(config.audit, tollgate_audit::AuditConfig::default());
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tollgate.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\npolicy:\n  constraints: {paths: [gk]}\n",
+        )
+        .unwrap();
+        let config = TollgateConfig::load(&file).unwrap();
+        let paths: Vec<PathBuf> = config
+            .policy
+            .constraints
+            .paths
+            .iter()
+            .map(|p| config.resolve(p))
+            .collect();
+        assert_eq!(paths, vec![dir.path().join("gk")]);
+        assert_eq!(config.resolve(Path::new("/abs")), PathBuf::from("/abs"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod config;
+mod constraints;
 
 /// Tollgate: the enforcement layer for AI agents on Kubernetes.
 #[derive(Debug, Parser)]
@@ -35,6 +36,9 @@ enum Command {
     /// Inspect and verify the audit journal.
     #[command(subcommand)]
     Audit(cmd::audit::Command),
+    /// Check config files.
+    #[command(subcommand)]
+    Config(cmd::config::Command),
     /// Wait until an HTTP endpoint answers 200 (the legacy sidecar's startup gate).
     WaitReady(cmd::wait_ready::Args),
 }
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Test(args) => cmd::test::run(args),
         Command::Certs(command) => cmd::certs::run(command),
         Command::Audit(command) => cmd::audit::run(command),
+        Command::Config(command) => cmd::config::run(command),
         Command::WaitReady(args) => cmd::wait_ready::run(args),
     };
     match result {

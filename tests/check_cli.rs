@@ -148,7 +148,7 @@ fn namespace_labels_come_from_the_config_file() {
     let config = write(
         dir.path(),
         "tollgate.yaml",
-        "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\npolicy:\n  namespaces:\n    typo:\n      labels: {pss.tollgate.dev/warn: loud}\n",
+        "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\npolicy:\n  namespaces:\n    typo:\n      labels: {pss.tollgate.dev/warn: loud}\n      annotations: {deployscope.dev/owner: team-a, deployscope.dev/tier: standard}\n",
     );
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: typo}\nspec:\n  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}\n  containers:\n  - name: c\n    image: x\n    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n";
     let out = check(
@@ -231,4 +231,191 @@ fn usage_and_input_errors_exit_2() {
     let out = check(&["-f", empty.path().to_str().unwrap()], None, dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("no *.yaml, *.yml or *.json files"));
+}
+
+/// A Deployment that passes Pod Security and ownership, in a namespace
+/// (declared in the same input) whose label selects PCI-DSS; its image is
+/// tagged `:latest`.
+const PCI_INPUT: &str = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: payments
+  labels: {compliance.tollgate.dev/profiles: pci-dss}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+  namespace: payments
+  annotations: {deployscope.dev/owner: team-payments, deployscope.dev/tier: standard}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      containers:
+      - name: api
+        image: ghcr.io/acme/api:latest
+        securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+";
+
+#[test]
+fn compliance_profiles_come_from_namespaces_in_the_input_and_every_format_reports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "app.yaml", PCI_INPUT);
+    let f = file.to_str().unwrap();
+
+    let out = check(&["-f", f], None, dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("[compliance:image-pinned]"), "{stdout}");
+
+    let out = check(&["-f", f, "--output", "json"], None, dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["kind"], "CheckReport", "{doc}");
+    let objects = doc["results"].as_array().unwrap();
+    let api = objects
+        .iter()
+        .find(|o| o["object"]["name"] == "api")
+        .unwrap_or_else(|| panic!("{doc}"));
+    assert_eq!(api["line"], 7, "{api}");
+    let pinned = api["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["rule"] == "image-pinned")
+        .unwrap_or_else(|| panic!("{api}"));
+    assert!(pinned.to_string().contains("PCI-DSS"), "{pinned}");
+
+    let out = check(&["-f", f, "--output", "junit"], None, dir.path());
+    let xml = String::from_utf8_lossy(&out.stdout);
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert!(xml.contains("<failure"), "{xml}");
+    // Well-formed for a real XML parser.
+    let mut parse = Command::new("python3")
+        .args(["-c", "import sys, xml.etree.ElementTree as E; r = E.parse(sys.stdin).getroot(); print(r.tag, len(r.findall('.//testcase')), len(r.findall('.//failure')))"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    parse.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let parsed = parse.wait_with_output().unwrap();
+    assert!(parsed.status.success());
+    let parsed = String::from_utf8_lossy(&parsed.stdout);
+    let fields: Vec<&str> = parsed.split_whitespace().collect();
+    assert_eq!(fields.first(), Some(&"testsuites"), "{parsed}");
+    assert!(fields[2].parse::<u32>().unwrap() >= 1, "{parsed}");
+
+    let out = check(&["-f", f, "--output", "sarif"], None, dir.path());
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert!(
+        results.iter().any(|r| r["ruleId"]
+            .as_str()
+            .is_some_and(|id| id.contains("image-pinned"))),
+        "{sarif}"
+    );
+
+    // The evidence report: PCI-DSS controls, with the failing object.
+    let out = check(&["-f", f, "--report", "--output", "json"], None, dir.path());
+    let evidence: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(evidence["kind"], "EvidenceReport", "{evidence}");
+    assert!(evidence.to_string().contains("PCI-DSS"), "{evidence}");
+    assert!(
+        evidence.to_string().contains("payments/api") || evidence.to_string().contains("\"api\""),
+        "{evidence}"
+    );
+    let out = check(&["-f", f, "--report"], None, dir.path());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("PCI-DSS"),
+        "{}",
+        text(&out)
+    );
+
+    // Without the namespace's label, no framework is in scope.
+    let out = check(
+        &["-f", "-", "--output", "json"],
+        Some(PCI_INPUT.split("---\n").nth(1).unwrap()),
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // --namespace-labels stands in for the cluster's namespace.
+    let out = check(
+        &[
+            "-f",
+            "-",
+            "--namespace-labels",
+            "compliance.tollgate.dev/profiles=pci-dss",
+        ],
+        Some(PCI_INPUT.split("---\n").nth(1).unwrap()),
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("[compliance:image-pinned]"),
+        "{}",
+        text(&out)
+    );
+    let out = check(
+        &["-f", f, "--namespace-labels", "novalue"],
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    let out = check(
+        &["-f", f, "--report", "--output", "sarif"],
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn gatekeeper_constraints_run_in_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "app.yaml",
+        PCI_INPUT.split("---\n").nth(1).unwrap(),
+    );
+    let f = file.to_str().unwrap();
+    let library = root().join("policies/gatekeeper/image-digests");
+    let template = library.join("template.yaml");
+    let constraint = library.join("samples/pinned-images/constraint.yaml");
+    let out = check(
+        &[
+            "-f",
+            f,
+            "--constraints",
+            template.to_str().unwrap(),
+            "--constraints",
+            constraint.to_str().unwrap(),
+        ],
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("[constraints:K8sImageDigests/pinned-images]"),
+        "{}",
+        text(&out)
+    );
+
+    // A broken constraint set is refused with its location, exit 2.
+    let broken = write(
+        dir.path(),
+        "broken.yaml",
+        "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {name: k8sbroken}\nspec:\n  crd: {spec: {names: {kind: K8sBroken}}}\n  targets:\n  - target: admission.k8s.gatekeeper.sh\n    rego: 'package x\n      violation[{\"msg\": m}] { m := }'\n",
+    );
+    let out = check(
+        &["-f", f, "--constraints", broken.to_str().unwrap()],
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("broken.yaml"), "{}", text(&out));
 }

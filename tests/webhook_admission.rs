@@ -88,7 +88,8 @@ async fn a_deployment_without_security_context_is_admitted_after_mutation() {
     let deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "plain", "namespace": "team-a"},
+        "metadata": {"name": "plain", "namespace": "team-a", "annotations": {
+            "deployscope.dev/owner": "team-a", "deployscope.dev/tier": "best-effort"}},
         "spec": {
             "selector": {"matchLabels": {"app": "plain"}},
             "template": {

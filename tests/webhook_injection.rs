@@ -30,6 +30,9 @@ policy:
       labels:
         tollgate.dev/inject: enforced
         pss.tollgate.dev/enforce: restricted
+      annotations:
+        deployscope.dev/owner: team-research
+        deployscope.dev/tier: standard
 "#;
 
 fn agent_pod(name: &str, namespace: &str) -> Value {

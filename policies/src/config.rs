@@ -32,6 +32,26 @@ pub struct PolicyConfig {
     /// levels (and, later, compliance profiles and injection). Keyed by
     /// namespace name. A namespace not listed here has no labels.
     pub namespaces: BTreeMap<String, NamespaceEntry>,
+    /// Ownership annotations (`deployscope.dev/*`): required keys, value
+    /// checks and inheritance from the namespace.
+    pub ownership: crate::ownership::OwnershipConfig,
+    /// The built-in compliance packs (SOC 2, HIPAA, PCI-DSS, GDPR,
+    /// FedRAMP), selected per namespace.
+    pub compliance: crate::compliance::ComplianceConfig,
+    /// Gatekeeper ConstraintTemplates and constraints to enforce.
+    pub constraints: ConstraintsConfig,
+}
+
+/// The `policy.constraints` section: where Gatekeeper templates and
+/// constraints are read from. The policy engine does no I/O; the webhook
+/// and `tollgate check` read these paths and reload them when they change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ConstraintsConfig {
+    /// Files or directories (searched recursively for `*.yaml`, `*.yml`,
+    /// `*.json`) holding ConstraintTemplates and constraints. Relative
+    /// paths are resolved against the config file's directory.
+    pub paths: Vec<std::path::PathBuf>,
 }
 
 /// One namespace under `policy.namespaces`.
@@ -179,6 +199,31 @@ impl PolicyConfig {
                     reason: "contains an empty name".into(),
                 });
             }
+        }
+        self.ownership
+            .validate()
+            .map_err(|e| ConfigError::Invalid {
+                field: format!("ownership.{}", e.field),
+                reason: e.reason,
+            })?;
+        if let Ok(catalogue) = crate::compliance::Catalogue::builtin() {
+            self.compliance
+                .validate(catalogue)
+                .map_err(|e| ConfigError::Invalid {
+                    field: format!("compliance.{}", e.field),
+                    reason: e.reason,
+                })?;
+        }
+        if self
+            .constraints
+            .paths
+            .iter()
+            .any(|p| p.as_os_str().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                field: "constraints.paths".into(),
+                reason: "contains an empty path".into(),
+            });
         }
         if self.namespaces.keys().any(String::is_empty) {
             return Err(ConfigError::Invalid {

@@ -15,8 +15,10 @@ use json_patch::PatchOperation;
 use serde_json::Value;
 
 use crate::config::PolicyConfig;
+use crate::gatekeeper::ConstraintStore;
 use crate::namespace::{NamespaceInfo, NamespaceSource};
 use crate::pss::PssViolation;
+use crate::report::Evaluated;
 use crate::{EnforcementAction, Level, LevelVersion, PolicySet, Verdict, Version, Violation};
 use crate::{Workload, WorkloadKind};
 use k8s_openapi::api::core::v1::PodSpec;
@@ -29,6 +31,7 @@ mod object;
 pub mod offline;
 mod pod_security;
 mod request;
+mod sets;
 
 pub use labels::{LabelError, Mode, NamespacePolicy};
 pub use message::{MAX_WARNING_CHARS, MAX_WARNINGS_TOTAL_CHARS};
@@ -38,6 +41,7 @@ pub use pod_security::PodSecurityEvaluator;
 pub use request::{
     AdmissionRequest, GroupVersionKind, GroupVersionResource, Operation, UserInfo, workload_group,
 };
+pub use sets::{ComplianceEvaluator, ConstraintsEvaluator, OwnershipEvaluator};
 
 /// The Pod Security check function: level, version, pod metadata and spec
 /// in, every violation out ([`crate::pss::check_pod`] by default).
@@ -58,6 +62,8 @@ pub struct Context<'a> {
     pub old_workload: Option<&'a Workload>,
     /// The request's namespace, when the namespace source knows it.
     pub namespace: Option<&'a NamespaceInfo>,
+    /// Record the rules that ran, passed or failed ([`Options::evidence`]).
+    pub evidence: bool,
 }
 
 /// What evaluators report about one request.
@@ -72,6 +78,11 @@ pub struct Findings {
     pub audit_annotations: BTreeMap<String, String>,
     /// Policy sets that skipped the request by exemption, and why.
     pub exemptions: Vec<Exemption>,
+    /// The rules that judged the request, passed or failed, with the
+    /// controls they evidence (only when [`Context::evidence`] is set).
+    pub evaluated: Vec<Evaluated>,
+    /// The compliance frameworks in scope for the object.
+    pub frameworks: Vec<String>,
 }
 
 /// A policy set skipped a request because it is exempt.
@@ -121,6 +132,10 @@ pub trait Evaluator: Send + Sync {
 pub struct Options {
     /// Run only these sets (`--only`); `None` runs every configured set.
     pub only: Option<Vec<PolicySet>>,
+    /// Record every rule that ran, passed or failed, with its controls
+    /// (`tollgate check` reports, compliance evidence). Off on the
+    /// webhook's hot path.
+    pub evidence: bool,
 }
 
 /// Why a request could not be evaluated at all. The webhook answers with
@@ -164,6 +179,10 @@ pub struct Evaluation {
     pub exemptions: Vec<Exemption>,
     /// Set when the request could not be evaluated.
     pub failure: Option<Failure>,
+    /// The rules that ran ([`Options::evidence`]).
+    pub evaluated: Vec<Evaluated>,
+    /// The compliance frameworks in scope.
+    pub frameworks: Vec<String>,
 }
 
 /// A denial, as kube-apiserver's `status` wants it.
@@ -235,6 +254,12 @@ impl Evaluation {
         self.notes.extend(findings.warnings);
         self.audit_annotations.extend(findings.audit_annotations);
         self.exemptions.extend(findings.exemptions);
+        self.evaluated.extend(findings.evaluated);
+        for f in findings.frameworks {
+            if !self.frameworks.contains(&f) {
+                self.frameworks.push(f);
+            }
+        }
     }
 }
 
@@ -296,9 +321,17 @@ pub struct SnapshotBuilder<'a> {
     checker: PssChecker,
     defaults: DefaultsMutation,
     extra: Vec<Arc<dyn Evaluator>>,
+    constraints: Option<Arc<ConstraintStore>>,
 }
 
 impl<'a> SnapshotBuilder<'a> {
+    /// Enforces the Gatekeeper constraints of `store` (whatever set it
+    /// holds when a request arrives: reloads need no new snapshot).
+    pub fn constraints(mut self, store: Arc<ConstraintStore>) -> Self {
+        self.constraints = Some(store);
+        self
+    }
+
     /// Reads namespaces from `source` instead of `policy.namespaces`.
     pub fn namespaces(mut self, source: Arc<dyn NamespaceSource>) -> Self {
         self.namespaces = Some(source);
@@ -342,10 +375,26 @@ impl<'a> SnapshotBuilder<'a> {
                 self.defaults,
             )));
         }
-        evaluators.extend(self.extra);
-        let namespaces = self
+        let namespaces: Arc<dyn NamespaceSource> = self
             .namespaces
             .unwrap_or_else(|| Arc::new(self.config.static_namespaces()));
+        if self.config.ownership.enabled {
+            evaluators.push(Arc::new(OwnershipEvaluator::new(
+                self.config.ownership.clone(),
+            )));
+        }
+        if self.config.compliance.enabled {
+            evaluators.push(Arc::new(ComplianceEvaluator::new(
+                self.config.compliance.clone(),
+            )));
+        }
+        if let Some(store) = self.constraints {
+            evaluators.push(Arc::new(ConstraintsEvaluator::new(
+                store,
+                Arc::clone(&namespaces),
+            )));
+        }
+        evaluators.extend(self.extra);
         Snapshot {
             evaluators,
             namespaces,
@@ -417,6 +466,7 @@ impl Snapshot {
             checker: crate::pss::check_pod,
             defaults: secure_defaults,
             extra: Vec::new(),
+            constraints: None,
         }
     }
 
@@ -461,6 +511,7 @@ impl Snapshot {
             workload: prepared.workload.as_ref(),
             old_workload: prepared.old_workload.as_ref(),
             namespace: namespace.as_deref(),
+            evidence: options.evidence,
         };
         let mut findings = Findings::default();
         for evaluator in self.active(options) {
@@ -504,6 +555,7 @@ impl Snapshot {
                 workload: workload.as_ref(),
                 old_workload: prepared.old_workload.as_ref(),
                 namespace: namespace.as_deref(),
+                evidence: false,
             };
             let set = evaluator.policy_set().as_str();
             let ops = match evaluator.mutate(&ctx, &mut findings) {

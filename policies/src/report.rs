@@ -225,24 +225,10 @@ impl CheckResult {
         checks: impl IntoIterator<Item = &'a str>,
         violations: Vec<crate::Violation>,
     ) {
-        let catalogue = crate::compliance::Catalogue::builtin().ok();
-        let controls_of = |check: &str| {
-            crate::pss::registry()
-                .iter()
-                .find(|c| c.id == check)
-                .and_then(|c| catalogue.map(|cat| cat.pod_security_controls(c.level)))
-                .unwrap_or_default()
-        };
-        for check in checks {
-            self.evaluated.push(Evaluated::new(
-                PolicySet::PodSecurity,
-                check,
-                controls_of(check),
-            ));
-        }
+        self.evaluated.extend(pod_security_evidence(checks));
         for mut v in violations {
             if v.controls.is_empty() {
-                v.controls = controls_of(&v.rule);
+                v.controls = pod_security_controls(&v.rule);
             }
             self.verdict.violations.push(v);
         }
@@ -273,6 +259,24 @@ impl CheckResult {
             None => self.file.clone(),
         }
     }
+}
+
+/// The controls the catalogue maps a Pod Security check's level to.
+pub fn pod_security_controls(check: &str) -> Vec<Control> {
+    let catalogue = crate::compliance::Catalogue::builtin().ok();
+    crate::pss::registry()
+        .iter()
+        .find(|c| c.id == check)
+        .and_then(|c| catalogue.map(|cat| cat.pod_security_controls(c.level)))
+        .unwrap_or_default()
+}
+
+/// The Pod Security checks `checks` as rules that ran, with their controls.
+pub fn pod_security_evidence<'a>(checks: impl IntoIterator<Item = &'a str>) -> Vec<Evaluated> {
+    checks
+        .into_iter()
+        .map(|check| Evaluated::new(PolicySet::PodSecurity, check, pod_security_controls(check)))
+        .collect()
 }
 
 /// Counts over `results`.

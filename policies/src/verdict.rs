@@ -47,6 +47,17 @@ pub enum EnforcementAction {
     Audit,
 }
 
+impl EnforcementAction {
+    /// `deny`, `warn` or `audit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnforcementAction::Deny => "deny",
+            EnforcementAction::Warn => "warn",
+            EnforcementAction::Audit => "audit",
+        }
+    }
+}
+
 /// A compliance control a rule evidences, e.g. `PCI-DSS 2.2.5`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Control {

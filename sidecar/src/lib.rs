@@ -67,9 +67,20 @@ impl Sidecar {
         config: Config,
         recorder: Arc<dyn Recorder>,
     ) -> Result<Sidecar, SidecarError> {
+        Self::bind_with_metrics(config, recorder, |_| {}).await
+    }
+
+    /// Like [`Sidecar::bind`], and lets `extra` register more metrics (the
+    /// audit journal's) in the sidecar's `/metrics`.
+    pub async fn bind_with_metrics(
+        config: Config,
+        recorder: Arc<dyn Recorder>,
+        extra: impl FnOnce(&mut Registry),
+    ) -> Result<Sidecar, SidecarError> {
         let cell = Arc::new(PolicyCell::default());
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::new(&mut registry, Arc::clone(&cell)));
+        extra(&mut registry);
         let store = Arc::new(match (&config.policy, &config.ossa_manifest) {
             (Some(policy), manifest) => {
                 PolicyStore::new(policy.clone(), Arc::clone(&cell)).with_manifest(manifest.clone())

@@ -8,10 +8,15 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use tollgate_policies::engine::offline::{self, Checked};
 use tollgate_policies::engine::{Options, Snapshot};
+use tollgate_policies::gatekeeper::Inventory;
+use tollgate_policies::report::{CheckResult, evidence};
 use tollgate_policies::{EnforcementAction, LevelVersion, PolicySet};
+use tollgate_policies::{NamespaceInfo, NamespaceSource};
 
 use crate::config::TollgateConfig;
 
@@ -38,12 +43,46 @@ pub struct Args {
     /// Config file (its policy: section; namespaces listed there supply labels).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Labels of every namespace that neither the input (Namespace objects) nor the config file
+    /// describes, e.g. compliance.tollgate.dev/profiles=pci-dss,pss.tollgate.dev/enforce=baseline.
+    #[arg(long, value_name = "KEY=VALUE,...", value_delimiter = ',', value_parser = parse_label)]
+    pub namespace_labels: Vec<(String, String)>,
     /// Namespace of objects that do not name one.
     #[arg(long, value_name = "NAMESPACE", default_value = "default")]
     pub namespace: String,
     /// Judge the manifests as written, without applying the mutating webhook's changes first.
     #[arg(long)]
     pub no_mutate: bool,
+    /// Gatekeeper ConstraintTemplates and constraints (file or directory); repeatable. Added to
+    /// the config file's policy.constraints.paths.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub constraints: Vec<PathBuf>,
+    /// Output format of the check (or, with --report, of the evidence report: text or json).
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Print the compliance evidence report (per framework and control) instead of the check.
+    #[arg(long)]
+    pub report: bool,
+}
+
+/// `tollgate check --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// One block per object with the fixes, then a summary line.
+    Text,
+    /// A `CheckReport` document (per object: outcome, violations with controls, rules run).
+    Json,
+    /// JUnit XML (a test case per object and rule), as CI systems read it.
+    Junit,
+    /// SARIF 2.1.0, for code-scanning dashboards.
+    Sarif,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("expected KEY=VALUE, found {text:?}")),
+    }
 }
 
 fn parse_level(text: &str) -> Result<LevelVersion, String> {
@@ -79,6 +118,8 @@ pub struct Report {
     pub objects: Vec<ObjectReport>,
     /// Inputs that could not be read or parsed.
     pub input_errors: Vec<String>,
+    /// Per object, as the report formats take it.
+    pub results: Vec<CheckResult>,
 }
 
 impl Report {
@@ -96,42 +137,143 @@ impl Report {
 
 /// Runs `tollgate check`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = TollgateConfig::load_or_builtin(args.config.as_deref())?;
-    let mut builder = Snapshot::builder(&config.policy);
-    if let Some(level) = args.pod_security {
-        builder = builder.pod_security_level(level);
+    if args.report && matches!(args.output, Output::Junit | Output::Sarif) {
+        eprintln!(
+            "error: --report prints text or json; --output junit and sarif describe the check itself"
+        );
+        return Ok(ExitCode::from(2));
     }
-    let snapshot = builder.build();
-    let options = Options {
-        only: (!args.only.is_empty()).then(|| args.only.clone()),
-    };
+    let config = TollgateConfig::load_or_builtin(args.config.as_deref())?;
     let mut report = Report::default();
+    let mut inputs = Vec::new();
     for input in &args.files {
         for (source, text) in read_input(input, &mut report.input_errors) {
-            match offline::parse_manifests(&text) {
+            match offline::parse_documents(&text) {
                 Ok(objects) => {
-                    for object in objects {
-                        report.objects.push(ObjectReport {
-                            source: source.clone(),
-                            checked: offline::check_object(
-                                &snapshot,
-                                object,
-                                &args.namespace,
-                                &options,
-                                !args.no_mutate,
-                            ),
-                        });
-                    }
+                    let lines = tollgate_policies::report::document_lines(&text);
+                    inputs.extend(
+                        objects
+                            .into_iter()
+                            .map(|(doc, object)| (source.clone(), lines.get(doc).copied(), object)),
+                    );
                 }
                 Err(e) => report.input_errors.push(format!("{source}: {e}")),
             }
         }
     }
-    print!("{}", render_text(&report));
+    let mut constraint_paths: Vec<PathBuf> = config
+        .policy
+        .constraints
+        .paths
+        .iter()
+        .map(|p| config.resolve(p))
+        .collect();
+    constraint_paths.extend(args.constraints.iter().cloned());
+    let store = match crate::constraints::load(&constraint_paths) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    // Namespaces in the manifests supply their labels (profiles, Pod
+    // Security levels, inherited ownership) ahead of the config file's.
+    let in_manifests = Inventory::from_objects(
+        inputs
+            .iter()
+            .map(|(_, _, o)| o)
+            .filter(|o| o.get("kind").and_then(|k| k.as_str()) == Some("Namespace")),
+    )
+    .context("cannot read the Namespace objects of the manifests")?;
+    let mut layers: Vec<Arc<dyn NamespaceSource>> = vec![
+        Arc::new(in_manifests),
+        Arc::new(config.policy.static_namespaces()),
+    ];
+    if !args.namespace_labels.is_empty() {
+        layers.push(Arc::new(AnyNamespace(
+            args.namespace_labels.iter().cloned().collect(),
+        )));
+    }
+    let namespaces = Arc::new(Layered(layers));
+    let mut builder = Snapshot::builder(&config.policy).namespaces(namespaces);
+    if let Some(level) = args.pod_security {
+        builder = builder.pod_security_level(level);
+    }
+    if let Some(store) = store {
+        builder = builder.constraints(store);
+    }
+    let snapshot = builder.build();
+    let options = Options {
+        only: (!args.only.is_empty()).then(|| args.only.clone()),
+        evidence: true,
+    };
+    for (source, line, object) in inputs {
+        let mut result = CheckResult::new(source.clone(), line, &object);
+        let checked = offline::check_object(
+            &snapshot,
+            object,
+            &args.namespace,
+            &options,
+            !args.no_mutate,
+        );
+        let eval = &checked.evaluation;
+        if result.object.namespace.is_empty() && eval.subject.kind != "Namespace" {
+            result.object.namespace = eval.subject.namespace.clone();
+        }
+        result.verdict = eval.verdict.clone();
+        result.evaluated = eval.evaluated.clone();
+        result.frameworks = eval.frameworks.clone();
+        result.notes = eval.notes.clone();
+        result.error = eval.failure.as_ref().map(|f| f.message.clone());
+        report.results.push(result);
+        report.objects.push(ObjectReport { source, checked });
+    }
+    let catalogue = tollgate_policies::compliance::Catalogue::builtin().ok();
+    let out = if args.report {
+        let evidence = evidence::build(&report.results, catalogue);
+        match args.output {
+            Output::Json => evidence::json(&evidence),
+            _ => evidence::text(&evidence),
+        }
+    } else {
+        match args.output {
+            Output::Text => render_text(&report),
+            Output::Json => tollgate_policies::report::json(&report.results),
+            Output::Junit => tollgate_policies::report::junit(&report.results),
+            Output::Sarif => tollgate_policies::report::sarif(&report.results, catalogue),
+        }
+    };
+    print!("{out}");
+    if !out.ends_with('\n') {
+        println!();
+    }
     for err in &report.input_errors {
         eprintln!("error: {err}");
     }
     Ok(report.exit_code())
+}
+
+/// Every namespace, with the same labels (`--namespace-labels`).
+struct AnyNamespace(std::collections::BTreeMap<String, String>);
+
+impl NamespaceSource for AnyNamespace {
+    fn namespace(&self, name: &str) -> Option<Arc<NamespaceInfo>> {
+        Some(Arc::new(NamespaceInfo {
+            name: name.to_owned(),
+            labels: self.0.clone(),
+            annotations: Default::default(),
+        }))
+    }
+}
+
+/// Namespace sources consulted in order; the first that knows a namespace
+/// answers.
+struct Layered(Vec<Arc<dyn NamespaceSource>>);
+
+impl NamespaceSource for Layered {
+    fn namespace(&self, name: &str) -> Option<Arc<NamespaceInfo>> {
+        self.0.iter().find_map(|s| s.namespace(name))
+    }
 }
 
 /// The texts named by one `-f` argument, as (source, text) pairs.

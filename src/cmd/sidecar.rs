@@ -40,9 +40,20 @@ pub struct Args {
     /// Listener for /metrics, /healthz and /readyz.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
-    /// Record decisions in the tamper-evident audit journal in DIR.
-    #[arg(long, value_name = "DIR")]
+    /// Record decisions in the tamper-evident audit journal in DIR (exporters and retention
+    /// from --config's audit: section).
+    #[arg(long, env = "TOLLGATE_AUDIT_DIR", value_name = "DIR")]
     audit_dir: Option<PathBuf>,
+    /// Ed25519 signing key (PKCS#8 PEM) for the journal's checkpoints [default: generated
+    /// into --state-dir].
+    #[arg(long, value_name = "FILE", requires = "audit_dir")]
+    audit_signing_key: Option<PathBuf>,
+    /// Where a generated audit signing key is kept.
+    #[arg(long, default_value = ".tollgate", value_name = "DIR")]
+    state_dir: PathBuf,
+    /// Config file (TollgateConfig); the sidecar reads its audit: section.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Without --audit-dir: write audit events as JSON lines to FILE ("-" is
     /// standard output).
     #[arg(long, default_value = "-", value_name = "FILE")]
@@ -203,12 +214,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.check {
         return check(&args);
     }
-    if let Some(dir) = &args.audit_dir {
-        anyhow::bail!(
-            "--audit-dir {}: the audit journal is not available in this build; run without --audit-dir (events are written as JSON lines to --audit-log, standard output by default)",
-            dir.display()
-        );
-    }
+    let file_config = crate::config::TollgateConfig::load_or_builtin(args.config.as_deref())?;
     let config = config_from(&args)?;
     // Each worker is a thread with a single-threaded runtime: no work
     // stealing and no cross-thread wake-ups on the request path.
@@ -217,18 +223,58 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let recorder = Arc::new(
-        JsonLinesRecorder::open(&args.audit_log, args.audit_queue)
-            .with_context(|| format!("cannot open the audit log {}", args.audit_log.display()))?,
-    );
     let result = runtime.block_on(async {
-        let sidecar = Sidecar::bind(config, recorder.clone()).await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(signals(shutdown.clone()));
-        sidecar.serve(shutdown).await;
-        anyhow::Ok(())
+        match &args.audit_dir {
+            Some(dir) => {
+                let (recorder, handle) = tollgate_audit::start(tollgate_audit::AuditOptions {
+                    dir: dir.clone(),
+                    state_dir: args.state_dir.clone(),
+                    signing_key: args.audit_signing_key.clone(),
+                    config: file_config.audit.clone(),
+                })
+                .await
+                .with_context(|| format!("cannot start the audit journal in {}", dir.display()))?;
+                let bound = Sidecar::bind_with_metrics(config, recorder, |registry| {
+                    handle.register_metrics(registry)
+                })
+                .await;
+                let served = match bound {
+                    Ok(sidecar) => {
+                        tokio::spawn(signals(shutdown.clone()));
+                        sidecar.serve(shutdown).await;
+                        Ok(())
+                    }
+                    Err(e) => Err(anyhow::Error::from(e)),
+                };
+                // Connections are drained: close the journal with a final
+                // signed checkpoint.
+                handle
+                    .shutdown()
+                    .await
+                    .context("audit journal did not close cleanly")?;
+                served
+            }
+            None => {
+                let recorder = Arc::new(
+                    JsonLinesRecorder::open(&args.audit_log, args.audit_queue).with_context(
+                        || format!("cannot open the audit log {}", args.audit_log.display()),
+                    )?,
+                );
+                let bound = Sidecar::bind(config, recorder.clone()).await;
+                let served = match bound {
+                    Ok(sidecar) => {
+                        tokio::spawn(signals(shutdown.clone()));
+                        sidecar.serve(shutdown).await;
+                        Ok(())
+                    }
+                    Err(e) => Err(anyhow::Error::from(e)),
+                };
+                recorder.close();
+                served
+            }
+        }
     });
-    recorder.close();
     result?;
     Ok(ExitCode::SUCCESS)
 }

@@ -44,6 +44,21 @@ pub struct Args {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Record every admission decision in the tamper-evident audit journal in DIR (exporters
+    /// and retention come from the config file's audit: section).
+    #[arg(long, value_name = "DIR")]
+    pub audit_dir: Option<PathBuf>,
+    /// Ed25519 signing key (PKCS#8 PEM) for the journal's checkpoints [default: generated
+    /// into the state directory].
+    #[arg(long, value_name = "FILE", requires = "audit_dir")]
+    pub audit_signing_key: Option<PathBuf>,
+    /// Gatekeeper ConstraintTemplates and constraints (file or directory); repeatable. Added
+    /// to policy.constraints.paths; reloaded when the files change.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub constraints: Vec<PathBuf>,
+    /// How often the constraint files are checked for changes.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = settings::parse_duration)]
+    pub constraints_poll: std::time::Duration,
 }
 
 /// How logs are written.
@@ -64,29 +79,111 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .webhook
         .validate()
         .context("invalid webhook settings")?;
+    let mut constraint_paths: Vec<PathBuf> = config
+        .policy
+        .constraints
+        .paths
+        .iter()
+        .map(|p| config.resolve(p))
+        .collect();
+    constraint_paths.extend(args.constraints.iter().cloned());
+    let store = crate::constraints::load(&constraint_paths)?;
     let injector = Arc::new(tollgate_webhook::Injector::new(config.injection.clone()));
-    let engine = Arc::new(Engine::new(
-        Snapshot::builder(&config.policy)
-            .evaluator(injector)
-            .build(),
-    ));
+    let mut builder = Snapshot::builder(&config.policy).evaluator(injector);
+    if let Some(store) = &store {
+        builder = builder.constraints(Arc::clone(store));
+    }
+    let engine = Arc::new(Engine::new(builder.build()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let bound = Webhook::new(config.webhook.clone(), engine)
-            .bind()
+        let mut webhook = Webhook::new(config.webhook.clone(), engine);
+        let mut audit = None;
+        if let Some(dir) = &args.audit_dir {
+            let (recorder, handle) = tollgate_audit::start(tollgate_audit::AuditOptions {
+                dir: dir.clone(),
+                state_dir: config.webhook.state_dir.clone(),
+                signing_key: args.audit_signing_key.clone(),
+                config: config.audit.clone(),
+            })
             .await
-            .context("cannot start the webhook")?;
+            .with_context(|| format!("cannot start the audit journal in {}", dir.display()))?;
+            webhook = webhook
+                .register_metrics(|registry| handle.register_metrics(registry))
+                .recorder(recorder);
+            audit = Some(handle);
+        }
+        let bound = webhook.bind().await.context("cannot start the webhook")?;
         print_banner(&bound, &config.policy);
-        bound
+        if let Some(dir) = &args.audit_dir {
+            println!(
+                "  audit journal: {} (verify with: tollgate audit verify {})",
+                dir.display(),
+                dir.display()
+            );
+        }
+        if let Some(store) = &store {
+            println!(
+                "  Gatekeeper constraints: {} from {} (reloaded when they change)",
+                store.current().constraints().len(),
+                constraint_paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            tokio::spawn(watch_constraints(
+                Arc::clone(store),
+                constraint_paths,
+                args.constraints_poll,
+            ));
+        }
+        let served = bound
             .serve(tollgate_webhook::shutdown_signal())
             .await
-            .context("webhook failed")?;
+            .context("webhook failed");
+        // Requests are drained: close the journal with a final signed
+        // checkpoint, even when serving failed.
+        if let Some(handle) = audit {
+            handle
+                .shutdown()
+                .await
+                .context("audit journal did not close cleanly")?;
+        }
+        served?;
         println!("tollgate webhook: stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Reloads the constraints when their files change; a set that fails to
+/// load is logged and the active one stays.
+async fn watch_constraints(
+    store: Arc<tollgate_policies::gatekeeper::ConstraintStore>,
+    paths: Vec<PathBuf>,
+    every: std::time::Duration,
+) {
+    let mut seen = crate::constraints::fingerprint(&paths);
+    let mut ticks = tokio::time::interval(every.max(std::time::Duration::from_millis(50)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = crate::constraints::fingerprint(&paths);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let (store, paths) = (Arc::clone(&store), paths.clone());
+        let result =
+            tokio::task::spawn_blocking(move || crate::constraints::reload(&store, &paths)).await;
+        match result {
+            Ok(Ok(n)) => tracing::info!(constraints = n, "Gatekeeper constraints reloaded"),
+            Ok(Err(e)) => tracing::error!("{e:#}"),
+            Err(e) => tracing::error!("constraint reload failed: {e}"),
+        }
+    }
 }
 
 /// Logs to stderr (stdout carries the banner); `RUST_LOG` refines the
@@ -190,6 +287,30 @@ fn print_banner(bound: &Bound, policy: &PolicyConfig) {
         );
     } else {
         println!("  policy: Pod Security off");
+    }
+    let own = &policy.ownership;
+    if own.enabled {
+        println!(
+            "  policy: ownership annotations required: {} ({}); compliance profiles by default: {} (namespace label {})",
+            own.required
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            own.action.as_str(),
+            if policy.compliance.profiles.is_empty() {
+                "none".to_owned()
+            } else {
+                policy
+                    .compliance
+                    .profiles
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            tollgate_policies::compliance::config::PROFILES_LABEL
+        );
     }
     println!("  stop with Ctrl-C or SIGTERM (in-flight requests are drained)");
 }

@@ -450,12 +450,14 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// A Pod in `namespace` with one container and the given security context.
+/// A Pod in `namespace` with one container and the given security context,
+/// carrying the ownership annotations the built-in policy requires.
 pub fn pod(name: &str, namespace: &str, security_context: Value) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace, "annotations": {
+            "deployscope.dev/owner": "team-a", "deployscope.dev/tier": "standard"}},
         "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1", "securityContext": security_context}]}
     })
 }

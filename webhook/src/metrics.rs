@@ -111,7 +111,14 @@ impl Metrics {
     /// A fresh set of metrics, registered under the `tollgate_webhook`
     /// prefix.
     pub fn new() -> Arc<Metrics> {
-        let mut registry = Registry::with_prefix("tollgate_webhook");
+        Self::with(|_| {})
+    }
+
+    /// Like [`Metrics::new`], and lets `extra` register more metrics (the
+    /// audit trail's, under their own prefix) in the same exposition.
+    pub fn with(extra: impl FnOnce(&mut Registry)) -> Arc<Metrics> {
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("tollgate_webhook");
         let requests = Family::<RequestLabels, Counter>::default();
         let duration = Family::<EndpointLabels, Histogram>::new_with_constructor(
             (|| {
@@ -192,8 +199,9 @@ impl Metrics {
         for reason in ["spool_full", "unavailable", "timeout"] {
             let _ = audit_failures.get_or_create(&ReasonLabels { reason });
         }
+        extra(&mut root);
         Arc::new(Metrics {
-            registry,
+            registry: root,
             requests,
             duration,
             violations,

@@ -104,6 +104,16 @@ impl Webhook {
         self
     }
 
+    /// Adds metrics of other components (the audit trail's) to the
+    /// webhook's `/metrics`. Call before [`Webhook::metrics`].
+    pub fn register_metrics(
+        mut self,
+        extra: impl FnOnce(&mut prometheus_client::registry::Registry),
+    ) -> Webhook {
+        self.metrics = Metrics::with(extra);
+        self
+    }
+
     /// The metrics this webhook updates.
     pub fn metrics(&self) -> Arc<Metrics> {
         Arc::clone(&self.metrics)

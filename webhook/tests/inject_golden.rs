@@ -8,7 +8,8 @@
 //!   then injection);
 //! - mutating the patched object again yields an empty patch (re-invocation
 //!   and re-applies are idempotent);
-//! - the injected sidecar passes the restricted Pod Security level.
+//! - the injected sidecar passes the restricted Pod Security level, and no
+//!   other policy set (ownership, compliance packs) objects to it.
 //!
 //! `TOLLGATE_BLESS=1 cargo test -p tollgate-webhook --test inject_golden`
 //! rewrites each file's `expect:` section from the current output; review
@@ -40,6 +41,9 @@ struct Case {
     description: String,
     #[serde(default)]
     config: InjectionConfig,
+    /// The `policy:` section (default: every default).
+    #[serde(default)]
+    policy: PolicyConfig,
     #[serde(default)]
     namespace: Option<NamespaceInfo>,
     /// `CREATE` (default) or `UPDATE` (then `oldObject` is the object).
@@ -78,7 +82,7 @@ fn cases_dir() -> PathBuf {
 
 fn snapshot(case: &Case) -> Snapshot {
     let namespaces = StaticNamespaces::new(case.namespace.clone());
-    Snapshot::builder(&PolicyConfig::default())
+    Snapshot::builder(&case.policy)
         .namespaces(Arc::new(namespaces))
         .evaluator(Arc::new(Injector::new(case.config.clone())))
         .build()
@@ -149,6 +153,21 @@ fn run(path: &Path) -> Result<(), String> {
         object
     };
     let validated = snapshot.validate(&request(&case, to_validate), &options);
+    // No other policy set (Pod Security, ownership, compliance) objects to
+    // the injected sidecar itself.
+    if !case.validate_as_given {
+        let about_sidecar: Vec<String> = validated
+            .verdict
+            .violations
+            .iter()
+            .filter(|v| v.policy != tollgate_policies::PolicySet::Injection)
+            .filter(|v| v.container.as_deref() == Some(SIDECAR_NAME))
+            .map(|v| format!("{}:{} {}", v.policy.as_str(), v.rule, v.message))
+            .collect();
+        if !about_sidecar.is_empty() {
+            return Err(format!("violations about the sidecar: {about_sidecar:#?}"));
+        }
+    }
     let got = Expect {
         injection: mutated.audit_annotations.get("injection").cloned(),
         patch,

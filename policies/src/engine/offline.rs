@@ -36,6 +36,15 @@ pub enum ManifestError {
 /// Every object in a multi-document YAML (or JSON) text, with `List`s
 /// expanded into their items. Empty documents are skipped.
 pub fn parse_manifests(text: &str) -> Result<Vec<Value>, ManifestError> {
+    Ok(parse_documents(text)?
+        .into_iter()
+        .map(|(_, object)| object)
+        .collect())
+}
+
+/// Like [`parse_manifests`], with the 0-based index of the YAML document
+/// each object came from (the items of a `List` share their document's).
+pub fn parse_documents(text: &str) -> Result<Vec<(usize, Value)>, ManifestError> {
     let mut out = Vec::new();
     for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
         let document = i + 1;
@@ -43,7 +52,9 @@ pub fn parse_manifests(text: &str) -> Result<Vec<Value>, ManifestError> {
             document,
             message: e.to_string(),
         })?;
-        expand(value, document, 0, &mut out)?;
+        let mut objects = Vec::new();
+        expand(value, document, 0, &mut objects)?;
+        out.extend(objects.into_iter().map(|o| (i, o)));
     }
     Ok(out)
 }

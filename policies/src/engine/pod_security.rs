@@ -347,6 +347,21 @@ impl super::Evaluator for PodSecurityEvaluator {
                 .violations
                 .extend(self.violations(workload, EnforcementAction::Warn, &found));
         }
+        if ctx.evidence {
+            // The checks of the strictest mode in force are what this
+            // object was held to.
+            let judged = [Mode::Enforce, Mode::Warn, Mode::Audit]
+                .into_iter()
+                .filter_map(|m| plan.level(m))
+                .max_by_key(|lv| lv.level);
+            if let Some(lv) = judged {
+                findings
+                    .evaluated
+                    .extend(crate::report::pod_security_evidence(
+                        crate::pss::active_checks(lv.level, lv.version),
+                    ));
+            }
+        }
         Ok(())
     }
 

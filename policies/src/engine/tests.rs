@@ -165,11 +165,28 @@ struct Expect {
     patch: Option<Value>,
 }
 
+/// The default config with only Pod Security on: these tests are about the
+/// engine's plumbing, which Pod Security exercises fully.
+fn pss_only() -> PolicyConfig {
+    let mut config = PolicyConfig::default();
+    config.ownership.enabled = false;
+    config.compliance.enabled = false;
+    config
+}
+
 fn snapshot_for(case: &Case) -> Snapshot {
-    let config: PolicyConfig = match &case.config {
+    let mut config: PolicyConfig = match &case.config {
         Some(c) => serde_json::from_value(c.clone()).unwrap(),
         None => PolicyConfig::default(),
     };
+    // Sets a case does not configure stay out of it.
+    let configures = |key: &str| case.config.as_ref().is_some_and(|c| c.get(key).is_some());
+    if !configures("ownership") {
+        config.ownership.enabled = false;
+    }
+    if !configures("compliance") {
+        config.compliance.enabled = false;
+    }
     config.validate().unwrap();
     let mut builder = Snapshot::builder(&config)
         .pss_checker(fake_checker)
@@ -196,6 +213,7 @@ fn run_case(path: &Path) -> Result<(), String> {
                 })
                 .collect()
         }),
+        ..Options::default()
     };
     let eval = match case.endpoint.as_str() {
         "validate" => snapshot.validate(&request, &options),
@@ -318,13 +336,13 @@ fn deployment_request(privileged: bool) -> AdmissionRequest {
 
 #[test]
 fn swapping_the_snapshot_changes_later_decisions_only() {
-    let strict = PolicyConfig::default();
+    let strict = pss_only();
     let engine = Engine::new(Snapshot::builder(&strict).pss_checker(fake_checker).build());
     let request = deployment_request(true);
     let before = engine.snapshot();
     assert!(!engine.validate(&request, &Options::default()).allowed());
 
-    let mut lax = PolicyConfig::default();
+    let mut lax = pss_only();
     lax.pod_security.enforce.level = Level::Privileged;
     let old = engine.replace(Snapshot::builder(&lax).pss_checker(fake_checker).build());
     assert!(Arc::ptr_eq(&old, &before));
@@ -335,18 +353,141 @@ fn swapping_the_snapshot_changes_later_decisions_only() {
 
 #[test]
 fn only_filters_policy_sets() {
-    let snapshot = Snapshot::builder(&PolicyConfig::default())
+    let snapshot = Snapshot::builder(&pss_only())
         .pss_checker(fake_checker)
         .build();
     let request = deployment_request(true);
     let only_ownership = Options {
         only: Some(vec![PolicySet::Ownership]),
+        ..Options::default()
     };
     assert!(snapshot.validate(&request, &only_ownership).allowed());
     assert_eq!(snapshot.policy_sets(), vec![PolicySet::PodSecurity]);
-    let mut off = PolicyConfig::default();
+    let mut off = pss_only();
     off.pod_security.enabled = false;
     assert!(Snapshot::from_config(&off).policy_sets().is_empty());
+}
+
+#[test]
+fn the_default_config_runs_every_built_in_set_and_constraints_when_given() {
+    let store = Arc::new(crate::gatekeeper::ConstraintStore::new(
+        crate::gatekeeper::ConstraintSet::empty(),
+    ));
+    let snapshot = Snapshot::builder(&PolicyConfig::default())
+        .constraints(store)
+        .build();
+    assert_eq!(
+        snapshot.policy_sets(),
+        vec![
+            PolicySet::PodSecurity,
+            PolicySet::Ownership,
+            PolicySet::Compliance,
+            PolicySet::Constraints
+        ]
+    );
+}
+
+/// A Deployment compliant with restricted Pod Security, in a namespace
+/// whose labels select PCI-DSS and whose annotations supply the owner.
+fn payments_request(annotations: Value) -> AdmissionRequest {
+    serde_json::from_value(serde_json::json!({
+        "uid": "u", "operation": "CREATE", "namespace": "payments", "name": "api",
+        "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+        "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+        "object": {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": "payments", "annotations": annotations},
+            "spec": {"template": {"metadata": {"labels": {"app": "api"}}, "spec": {
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{"name": "api", "image": "ghcr.io/acme/api:latest",
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}}}}
+    }))
+    .unwrap()
+}
+
+fn payments_config() -> PolicyConfig {
+    serde_json::from_value(serde_json::json!({
+        "namespaces": {"payments": {
+            "labels": {"compliance.tollgate.dev/profiles": "pci-dss"},
+            "annotations": {"deployscope.dev/owner": "team-payments"}}}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn ownership_and_compliance_judge_with_the_namespace_and_record_evidence() {
+    let snapshot = Snapshot::from_config(&payments_config());
+    let request = payments_request(serde_json::json!({}));
+    let options = Options {
+        evidence: true,
+        ..Options::default()
+    };
+    let eval = snapshot.validate(&request, &options);
+    let rules: Vec<(PolicySet, &str)> = eval
+        .verdict
+        .violations
+        .iter()
+        .map(|v| (v.policy, v.rule.as_str()))
+        .collect();
+    // Both ownership keys are missing on the object itself; the packs
+    // flag the :latest image with its PCI-DSS control.
+    assert!(
+        rules.contains(&(PolicySet::Ownership, "ownership-owner")),
+        "{rules:?}"
+    );
+    assert!(
+        rules.contains(&(PolicySet::Ownership, "ownership-tier")),
+        "{rules:?}"
+    );
+    let pinned = eval
+        .verdict
+        .violations
+        .iter()
+        .find(|v| v.rule == "image-pinned")
+        .unwrap_or_else(|| panic!("no image-pinned violation in {rules:?}"));
+    assert!(pinned.controls.iter().any(|c| c.framework == "PCI-DSS"));
+    assert!(
+        !rules.iter().any(|(p, _)| *p == PolicySet::PodSecurity),
+        "{rules:?}"
+    );
+    assert_eq!(eval.frameworks, vec!["PCI-DSS".to_owned()]);
+    // Evidence: the restricted checks that passed, the rules that ran.
+    let ran: Vec<&str> = eval.evaluated.iter().map(|e| e.rule.as_str()).collect();
+    assert!(ran.contains(&"runAsNonRoot"), "{ran:?}");
+    assert!(
+        ran.contains(&"image-pinned") && ran.contains(&"ownership-owner"),
+        "{ran:?}"
+    );
+    // Without evidence, nothing is recorded on the hot path.
+    assert!(
+        snapshot
+            .validate(&request, &Options::default())
+            .evaluated
+            .is_empty()
+    );
+}
+
+#[test]
+fn ownership_is_inherited_from_the_namespace_on_mutation() {
+    let snapshot = Snapshot::from_config(&payments_config());
+    let request = payments_request(serde_json::json!({"deployscope.dev/tier": "standard"}));
+    let eval = snapshot.mutate(&request, &Options::default());
+    assert!(eval.failure.is_none(), "{:?}", eval.failure);
+    let mut object = request.object.as_ref().unwrap().value().clone();
+    json_patch::patch(&mut object, &eval.patch).unwrap();
+    assert_eq!(
+        object["metadata"]["annotations"]["deployscope.dev/owner"],
+        "team-payments"
+    );
+    // The mutated object passes ownership; mutating again changes nothing.
+    let mut again: Value = serde_json::to_value(&request).unwrap();
+    again["object"] = object;
+    let again: AdmissionRequest = serde_json::from_value(again).unwrap();
+    let only = Options {
+        only: Some(vec![PolicySet::Ownership]),
+        ..Options::default()
+    };
+    assert!(snapshot.validate(&again, &only).allowed());
+    assert!(snapshot.mutate(&again, &only).patch.is_empty());
 }
 
 struct Failing;

@@ -106,7 +106,14 @@ impl Default for InjectionConfig {
                     ]
                     .into(),
                 ),
-                limits: Some([("memory".to_owned(), quantity("256Mi"))].into()),
+                // A CPU limit too: compliance packs require both limits.
+                limits: Some(
+                    [
+                        ("cpu".to_owned(), quantity("500m")),
+                        ("memory".to_owned(), quantity("256Mi")),
+                    ]
+                    .into(),
+                ),
                 ..ResourceRequirements::default()
             },
             proxy_port: 15001,
@@ -265,4 +272,64 @@ pub fn is_config_map_key(s: &str) -> bool {
         && s != ".."
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_unusable_values_are_refused_by_field() {
+        InjectionConfig::default().validate().unwrap();
+        type Breaker = fn(&mut InjectionConfig);
+        let cases: [(Breaker, &str); 9] = [
+            (|c| c.image = "two words".into(), "image"),
+            (
+                |c| c.image_pull_policy = "Sometimes".into(),
+                "imagePullPolicy",
+            ),
+            (|c| c.proxy_port = 0, "proxyPort"),
+            (|c| c.metrics_port = c.proxy_port, "metricsPort"),
+            (
+                |c| c.excluded_namespaces = vec!["Bad_NS".into()],
+                "excludedNamespaces",
+            ),
+            (|c| c.no_proxy = vec!["a,b".into()], "noProxy"),
+            (
+                |c| c.cluster_domain = "cluster..local".into(),
+                "clusterDomain",
+            ),
+            (|c| c.action_policy_key = "../etc".into(), "actionPolicyKey"),
+            (
+                |c| c.default_action_policy = Some("Not A Name".into()),
+                "defaultActionPolicy",
+            ),
+        ];
+        for (break_it, field) in cases {
+            let mut c = InjectionConfig::default();
+            break_it(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.starts_with(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn no_proxy_keeps_loopback_and_adds_cluster_services_only_on_request() {
+        let mut c = InjectionConfig {
+            no_proxy: vec!["169.254.169.254".into(), "localhost".into()],
+            ..InjectionConfig::default()
+        };
+        assert_eq!(
+            c.no_proxy_value(),
+            "localhost,127.0.0.1,::1,169.254.169.254"
+        );
+        c.bypass_cluster_services = true;
+        c.cluster_domain = "corp.internal".into();
+        assert_eq!(
+            c.no_proxy_value(),
+            "localhost,127.0.0.1,::1,.svc,.svc.corp.internal,169.254.169.254"
+        );
+        assert!(c.excluded("kube-system") && c.excluded("kube-public"));
+        assert!(!c.excluded("agents"));
+    }
 }
