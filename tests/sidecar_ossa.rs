@@ -3,6 +3,8 @@
 //! proxy; the manifest's baseline denies the tools it does not declare even
 //! though the ActionPolicy allows every tool, allows the declared ones, and
 //! is hot-reloaded. Without an ActionPolicy the baseline alone decides.
+//! Also `tollgate wait-ready`, the legacy-mode startup gate, against the
+//! real sidecar's readiness.
 // Test code: a panic is a failed test.
 #![allow(
     clippy::unwrap_used,
@@ -214,5 +216,47 @@ async fn without_an_action_policy_the_baseline_alone_decides() {
             ("deny", "ossa:not-declared"),
         ],
         "{events:#?}"
+    );
+}
+
+/// `tollgate wait-ready`, the legacy-mode `postStart` gate: it returns 0
+/// once the sidecar's `/readyz` answers 200, and 1 when nothing becomes
+/// ready within its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_ready_gates_on_the_sidecar_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest_path = dir.path().join("agent.yaml");
+    std::fs::write(&manifest_path, manifest(&["read_file"])).unwrap();
+    let sidecar = Sidecar::start(None, &["--ossa-manifest", manifest_path.to_str().unwrap()]).await;
+    let ready = std::process::Command::new(support::bin())
+        .args(["wait-ready", "--timeout", "10s", "--url"])
+        .arg(format!("http://{}/readyz", sidecar.metrics))
+        .output()
+        .unwrap();
+    assert_eq!(
+        ready.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+    let started = Instant::now();
+    let never = std::process::Command::new(support::bin())
+        .args([
+            "wait-ready",
+            "--timeout",
+            "1s",
+            "--interval",
+            "100ms",
+            "--url",
+        ])
+        .arg(format!("http://127.0.0.1:{}/readyz", free_port()))
+        .output()
+        .unwrap();
+    assert_eq!(never.status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        String::from_utf8_lossy(&never.stderr).contains("was not ready within 1s"),
+        "{}",
+        String::from_utf8_lossy(&never.stderr)
     );
 }
