@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod certs;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod sidecar;
 pub mod test;

@@ -36,6 +36,9 @@ pub struct TollgateConfig {
     /// The audit journal and its exporters (used with `--audit-dir`).
     #[serde(default)]
     pub audit: tollgate_audit::AuditConfig,
+    /// Live cluster state (used with `tollgate webhook --in-cluster`).
+    #[serde(default)]
+    pub cluster: tollgate_cluster::ClusterSettings,
     /// The directory of the config file: relative paths in it are resolved
     /// against it.
     #[serde(skip)]

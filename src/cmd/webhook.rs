@@ -59,6 +59,10 @@ pub struct Args {
     /// How often the constraint files are checked for changes.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = settings::parse_duration)]
     pub constraints_poll: std::time::Duration,
+    /// Run against the cluster (in-cluster service account or KUBECONFIG): live namespaces,
+    /// self-managed certificates, cluster policies (config section cluster:).
+    #[arg(long)]
+    pub in_cluster: bool,
 }
 
 /// How logs are written.
@@ -99,7 +103,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let in_cluster = match args.in_cluster {
+            true => Some(super::cluster::start(&mut config, &engine, &constraint_paths).await?),
+            false => None,
+        };
         let mut webhook = Webhook::new(config.webhook.clone(), engine);
+        if let Some(in_cluster) = in_cluster {
+            webhook = in_cluster.attach(webhook);
+        }
         let mut audit = None;
         if let Some(dir) = &args.audit_dir {
             let (recorder, handle) = tollgate_audit::start(tollgate_audit::AuditOptions {

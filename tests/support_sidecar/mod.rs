@@ -68,6 +68,8 @@ pub struct Sidecar {
     pub policy: PathBuf,
     /// The audit log (JSON lines).
     pub audit: PathBuf,
+    /// The audit journal, when started with `--audit-dir`.
+    pub journal: Option<PathBuf>,
 }
 
 impl Sidecar {
@@ -125,6 +127,11 @@ impl Sidecar {
             metrics,
             policy: policy_path,
             audit,
+            journal: extra
+                .iter()
+                .position(|a| *a == "--audit-dir")
+                .and_then(|i| extra.get(i + 1))
+                .map(PathBuf::from),
             dir,
         };
         let path = if wait_ready { "/readyz" } else { "/healthz" };
@@ -156,8 +163,20 @@ impl Sidecar {
         std::fs::read_to_string(self.dir.path().join("sidecar.log")).unwrap_or_default()
     }
 
-    /// The audit events written so far.
+    /// The audit events written so far (read back with `tollgate audit
+    /// tail` when the sidecar writes a journal).
     pub fn events(&self) -> Vec<Value> {
+        if let Some(journal) = &self.journal {
+            let out = Command::new(bin())
+                .args(["audit", "tail", "--format", "json", "-n", "1000000"])
+                .arg(journal)
+                .output()
+                .unwrap();
+            return String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+        }
         let Ok(file) = std::fs::File::open(&self.audit) else {
             return Vec::new();
         };

@@ -33,7 +33,7 @@ pub use error::WebhookError;
 pub use handler::{Admission, decide};
 pub use inject::{InjectionConfig, Injector};
 pub use metrics::Metrics;
-pub use server::{Bound, Webhook, shutdown_signal};
+pub use server::{Bound, ReadinessGate, Webhook, shutdown_signal};
 pub use settings::{AuditFailurePolicy, Limits, Settings, TlsSettings};
 
 /// The two admission endpoints.
