@@ -8,4 +8,5 @@ pub mod config;
 pub mod sidecar;
 pub mod test;
 pub mod verify;
+pub mod wait_ready;
 pub mod webhook;

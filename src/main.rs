@@ -41,6 +41,8 @@ enum Command {
     /// Check config files.
     #[command(subcommand)]
     Config(cmd::config::Command),
+    /// Wait until an HTTP endpoint answers 200 (the legacy sidecar's startup gate).
+    WaitReady(cmd::wait_ready::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Audit(command) => cmd::audit::run(command),
         Command::Crd => cmd::cluster::print_crd(),
         Command::Config(command) => cmd::config::run(command),
+        Command::WaitReady(args) => cmd::wait_ready::run(args),
     };
     match result {
         Ok(code) => code,

@@ -92,7 +92,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     constraint_paths.extend(args.constraints.iter().cloned());
     let store = crate::constraints::load(&constraint_paths)?;
-    let mut builder = Snapshot::builder(&config.policy);
+    let injector = Arc::new(tollgate_webhook::Injector::new(config.injection.clone()));
+    let mut builder = Snapshot::builder(&config.policy).evaluator(injector);
     if let Some(store) = &store {
         builder = builder.constraints(Arc::clone(store));
     }

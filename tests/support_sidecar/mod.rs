@@ -74,7 +74,8 @@ pub struct Sidecar {
 
 impl Sidecar {
     /// Starts the sidecar with `policy` (YAML; `None` leaves the file
-    /// missing) and extra arguments, and waits until it listens.
+    /// missing, or with `--ossa-manifest` among `extra` passes no
+    /// `--policy` at all) and extra arguments, and waits until it listens.
     pub async fn start(policy: Option<&str>, extra: &[&str]) -> Sidecar {
         Self::start_with(policy, extra, true).await
     }
@@ -102,8 +103,11 @@ impl Sidecar {
             ("--audit-log", audit.to_str().unwrap()),
             ("--policy-poll", "200ms"),
         ];
+        // An OSSA manifest without a policy: the baseline alone decides.
+        let manifest_only = policy.is_none() && extra.contains(&"--ossa-manifest");
         for (flag, value) in defaults {
-            if !extra.contains(&flag) {
+            let skipped = manifest_only && flag == "--policy";
+            if !extra.contains(&flag) && !skipped {
                 cmd.arg(flag).arg(value);
             }
         }
