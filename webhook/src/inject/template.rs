@@ -98,8 +98,13 @@ impl Template {
             format!("127.0.0.1:{}", config.proxy_port),
             "--metrics-listen".into(),
             format!("0.0.0.0:{}", config.metrics_port),
+            // The journal and its generated signing key live on the audit
+            // volume, which only the sidecar mounts (the root filesystem is
+            // read-only).
             "--audit-dir".into(),
-            AUDIT_PATH.into(),
+            format!("{AUDIT_PATH}/journal"),
+            "--state-dir".into(),
+            format!("{AUDIT_PATH}/state"),
         ];
         // Without any policy the sidecar is still pointed at the (absent)
         // policy file: it denies every action and never reports ready, so
