@@ -1,6 +1,6 @@
 //! The sidecar benchmark: on loopback, in one run, the same load against
 //! (1) the upstream directly, (2) `tollgate sidecar` (release build, a
-//! 20-rule policy, auditing on) as a forward proxy, and (3) nginx as a
+//! 20-rule policy, auditing into the journal) as a forward proxy, and (3) nginx as a
 //! keep-alive reverse proxy, for (a) a 1 KiB plain-HTTP GET and (b) an MCP
 //! `tools/call`. Reports added latency (p50/p99) at a fixed 1,000 req/s,
 //! saturation throughput as ratios to direct and to nginx, the sidecar's
@@ -105,10 +105,14 @@ fn main() {
     }
     drop(nginx);
     drop(sidecar);
-    let events = std::fs::read_to_string(dir.path().join("audit.jsonl"))
-        .map(|t| t.lines().count())
+    let journal = dir.path().join("journal");
+    let events = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["audit", "tail", "--format", "json", "-n", "100000000"])
+        .arg(&journal)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
         .unwrap_or(0);
-    println!("\naudit events written by the sidecar (JSON-lines recorder): {events}");
+    println!("\naudit events in the sidecar's journal (durable, hash-chained, signed): {events}");
 }
 
 #[derive(Clone, Copy)]
@@ -441,8 +445,10 @@ fn start_sidecar(dir: &Path, upstream: SocketAddr) -> Proc {
         .args(["sidecar", "--policy"])
         .arg(&policy_path)
         .args(["--listen", &addr.to_string(), "--workers", &workers()])
-        .arg("--audit-log")
-        .arg(dir.join("audit.jsonl"))
+        .arg("--audit-dir")
+        .arg(dir.join("journal"))
+        .arg("--state-dir")
+        .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

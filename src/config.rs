@@ -1,6 +1,6 @@
 //! The config file (`--config FILE`): one YAML document,
 //! `apiVersion: tollgate.dev/v1alpha1`, `kind: TollgateConfig`, with a
-//! section per part of Tollgate (`webhook:`, `policy:`, `audit:`). Every section and
+//! section per part of Tollgate (`webhook:`, `policy:`, `audit:`, `injection:`). Every section and
 //! field is optional; unknown fields are errors that name the file, the
 //! field and its line.
 
@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use tollgate_policies::config::PolicyConfig;
 use tollgate_webhook::Settings;
+use tollgate_webhook::inject::InjectionConfig;
 
 /// The config file's `apiVersion`.
 pub const API_VERSION: &str = "tollgate.dev/v1alpha1";
@@ -35,10 +36,16 @@ pub struct TollgateConfig {
     /// The audit journal and its exporters (used with `--audit-dir`).
     #[serde(default)]
     pub audit: tollgate_audit::AuditConfig,
+    /// Live cluster state (used with `tollgate webhook --in-cluster`).
+    #[serde(default)]
+    pub cluster: tollgate_cluster::ClusterSettings,
     /// The directory of the config file: relative paths in it are resolved
     /// against it.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
+    /// Sidecar injection into agent pods.
+    #[serde(default)]
+    pub injection: InjectionConfig,
 }
 
 impl TollgateConfig {
@@ -86,6 +93,10 @@ impl TollgateConfig {
             .audit
             .validate()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        config
+            .injection
+            .validate()
+            .map_err(|e| anyhow::anyhow!("injection.{e}"))?;
         Ok(config)
     }
 
@@ -117,6 +128,11 @@ mod tests {
         let config = TollgateConfig::load(&path).unwrap();
         assert_ne!(config.policy, PolicyConfig::default());
         assert_ne!(config.webhook, Settings::default());
+        assert!(config.injection.interception);
+        assert_eq!(
+            config.injection.default_action_policy.as_deref(),
+            Some("agent-baseline")
+        );
     }
 
     #[test]
@@ -177,6 +193,22 @@ mod tests {
             (
                 "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\npolicy:\n  podSecurity:\n    warn: {kinds: []}\n",
                 "policy.podSecurity.warn.kinds",
+            ),
+            (
+                "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\ninjection:\n  mode: sidecar\n",
+                "line 4",
+            ),
+            (
+                "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\ninjection:\n  proxyPort: 15090\n",
+                "injection.metricsPort: must differ from proxyPort",
+            ),
+            (
+                "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\ninjection:\n  excludedNamespaces: [Tollgate]\n",
+                "injection.excludedNamespaces",
+            ),
+            (
+                "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\ninjection:\n  imagePulPolicy: Always\n",
+                "unknown field `imagePulPolicy`",
             ),
             ("- a\n- b\n", "invalid type"),
         ];

@@ -38,6 +38,13 @@ enum Command {
     /// Inspect and verify the audit journal.
     #[command(subcommand)]
     Audit(cmd::audit::Command),
+    /// Print the TollgatePolicy CustomResourceDefinition (YAML).
+    Crd,
+    /// Check config files.
+    #[command(subcommand)]
+    Config(cmd::config::Command),
+    /// Wait until an HTTP endpoint answers 200 (the legacy sidecar's startup gate).
+    WaitReady(cmd::wait_ready::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +58,9 @@ fn main() -> ExitCode {
         Command::Test(args) => cmd::test::run(args),
         Command::Certs(command) => cmd::certs::run(command),
         Command::Audit(command) => cmd::audit::run(command),
+        Command::Crd => cmd::cluster::print_crd(),
+        Command::Config(command) => cmd::config::run(command),
+        Command::WaitReady(args) => cmd::wait_ready::run(args),
     };
     match result {
         Ok(code) => code,

@@ -92,7 +92,20 @@ async fn start_server(port: u16) -> tokio::process::Child {
 async fn mcp_sdk_calls_are_allowed_denied_and_audited() {
     require_python(&["mcp", "httpx"]);
     let port = free_port();
-    let sidecar = Sidecar::start(Some(&policy(port)), &[]).await;
+    // Decisions go to the tamper-evident journal, read back with
+    // `tollgate audit tail`; it must verify afterwards.
+    let state = tempfile::tempdir().unwrap();
+    let journal = state.path().join("journal");
+    let mut sidecar = Sidecar::start(
+        Some(&policy(port)),
+        &[
+            "--audit-dir",
+            journal.to_str().unwrap(),
+            "--state-dir",
+            state.path().to_str().unwrap(),
+        ],
+    )
+    .await;
     let _server = start_server(port).await;
 
     let mut client = tokio::process::Command::new("python3");
@@ -211,5 +224,19 @@ async fn mcp_sdk_calls_are_allowed_denied_and_audited() {
             .metric(r#"tollgate_sidecar_decisions_total{protocol="mcp",outcome="allow",rule="read-workspace"}"#)
             .await,
         Some(1.0)
+    );
+    // After a clean stop the journal verifies: chain, checkpoints, signature.
+    let status = sidecar.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status}\n{}", sidecar.log());
+    let verify = std::process::Command::new(support::bin())
+        .args(["audit", "verify"])
+        .arg(&journal)
+        .output()
+        .unwrap();
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
     );
 }

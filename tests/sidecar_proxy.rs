@@ -930,23 +930,26 @@ async fn an_audit_log_that_cannot_be_written_fails_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audit_dir_is_refused_until_the_journal_exists() {
+async fn an_unusable_audit_dir_stops_the_sidecar_with_a_clear_error() {
+    // A journal that cannot be opened is fatal at start: the sidecar never
+    // proxies an action it cannot record.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, "x").unwrap();
+    let policy = support::root().join("examples/action-policies/research-agent.yaml");
     let out = std::process::Command::new(support::bin())
-        .args([
-            "sidecar",
-            "--policy",
-            "/nonexistent",
-            "--audit-dir",
-            "/tmp/x",
-        ])
+        .arg("sidecar")
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--listen", "127.0.0.1:0", "--audit-dir"])
+        .arg(file.join("journal"))
+        .arg("--state-dir")
+        .arg(dir.path())
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("the audit journal is not available in this build"),
-        "{err}"
-    );
+    assert!(err.contains("cannot start the audit journal"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

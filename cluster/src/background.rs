@@ -343,6 +343,47 @@ impl Background {
     }
 }
 
+/// The Lease background audit elects its leader with (in Tollgate's own
+/// namespace), so that one replica writes the reports.
+pub const LEASE_NAME: &str = "tollgate-background-audit";
+/// How long a leader holds [`LEASE_NAME`] after each renewal.
+pub const LEASE_SECONDS: u64 = 30;
+
+/// Competes for [`LEASE_NAME`] as `identity`, renewing every third of the
+/// lease duration, and publishes whether this replica leads. Runs for the
+/// life of the process.
+pub fn leadership(client: Client, namespace: &str, identity: &str) -> watch::Receiver<bool> {
+    let elector = crate::lease::LeaderElector::new(
+        client,
+        namespace,
+        LEASE_NAME,
+        identity,
+        Duration::from_secs(LEASE_SECONDS),
+    );
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            let leading = match elector.try_acquire_or_renew().await {
+                Ok(leading) => leading,
+                Err(e) => {
+                    tracing::warn!(error = %e, "background audit: lease not renewed");
+                    false
+                }
+            };
+            tx.send_if_modified(|current| {
+                let changed = *current != leading;
+                *current = leading;
+                changed
+            });
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(LEASE_SECONDS / 3)).await;
+        }
+    });
+    rx
+}
+
 /// Runs background audit until `shutdown` (see [`Background::run`]); the
 /// entry point for `tollgate webhook --in-cluster`.
 pub async fn run(background: Background, shutdown: impl Future<Output = ()> + Send) {

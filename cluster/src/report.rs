@@ -498,6 +498,7 @@ fn set_category(set: PolicySet) -> &'static str {
         PolicySet::Compliance => "Compliance",
         PolicySet::Constraints => "Gatekeeper constraints",
         PolicySet::Action => "Action policy",
+        PolicySet::Injection => "Sidecar injection",
     }
 }
 
@@ -518,7 +519,10 @@ fn severity(v: &Violation) -> Severity {
             }
         }
         PolicySet::Ownership => Severity::Low,
-        PolicySet::Compliance | PolicySet::Constraints | PolicySet::Action => Severity::Medium,
+        PolicySet::Compliance
+        | PolicySet::Constraints
+        | PolicySet::Action
+        | PolicySet::Injection => Severity::Medium,
     }
 }
 

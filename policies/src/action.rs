@@ -10,8 +10,9 @@
 //!
 //! The YAML schema is [`spec::ActionPolicyDocument`]; [`ActionPolicy::parse`]
 //! reads it with `file:line:column` errors, and [`ActionPolicy::compile`]
-//! builds a policy from a spec assembled in code (for example from an OSSA
-//! agent manifest).
+//! builds a policy from a spec assembled in code, as [`ossa`] does from an
+//! OSSA agent manifest (a baseline every action must also pass, see
+//! [`ActionPolicy::with_baseline`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,6 +22,7 @@ mod error;
 mod eval;
 mod limit;
 mod matcher;
+pub mod ossa;
 mod parse;
 mod rego;
 mod route;

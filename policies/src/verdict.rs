@@ -17,6 +17,8 @@ pub enum PolicySet {
     Constraints,
     /// The sidecar's action policy.
     Action,
+    /// Sidecar injection and its anti-bypass checks.
+    Injection,
 }
 
 impl PolicySet {
@@ -28,6 +30,7 @@ impl PolicySet {
             PolicySet::Compliance => "compliance",
             PolicySet::Constraints => "constraints",
             PolicySet::Action => "action",
+            PolicySet::Injection => "injection",
         }
     }
 }

@@ -183,14 +183,22 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The metrics and health listener (`/metrics`, `/healthz`, `/readyz`).
     pub metrics_listen: Option<SocketAddr>,
-    /// The action policy file (hot-reloaded).
-    pub policy: PathBuf,
+    /// The action policy file (hot-reloaded). `None` with an OSSA manifest:
+    /// the manifest's baseline alone decides.
+    pub policy: Option<PathBuf>,
+    /// An OSSA agent manifest (hot-reloaded) whose baseline every action
+    /// must also pass.
+    pub ossa_manifest: Option<PathBuf>,
     /// How often the policy file is re-read even without a change event.
     pub policy_poll: Duration,
     /// Interception: the directory holding (or to receive) the per-pod CA.
     pub intercept_ca: Option<PathBuf>,
     /// Interception: where to also write the CA certificate for the agent.
     pub intercept_ca_cert_out: Option<PathBuf>,
+    /// Interception: where to write the agents' trust bundle (the system
+    /// roots, `upstream_ca` and the per-pod CA), for `SSL_CERT_FILE` and
+    /// friends.
+    pub trust_bundle_out: Option<PathBuf>,
     /// Extra trust bundles (PEM) for upstream TLS.
     pub upstream_ca: Vec<PathBuf>,
     /// Whether the system trust store is used for upstream TLS.
@@ -216,10 +224,12 @@ impl Config {
                 .parse()
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 15001))),
             metrics_listen: None,
-            policy,
+            policy: Some(policy),
+            ossa_manifest: None,
             policy_poll: Duration::from_secs(10),
             intercept_ca: None,
             intercept_ca_cert_out: None,
+            trust_bundle_out: None,
             upstream_ca: Vec::new(),
             system_roots: true,
             identity: Identity::default(),

@@ -28,6 +28,7 @@ pub mod policy;
 mod proxy;
 pub mod recorder;
 mod server;
+pub mod trust;
 mod tunnel;
 pub mod upstream;
 pub mod usage;
@@ -80,7 +81,19 @@ impl Sidecar {
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::new(&mut registry, Arc::clone(&cell)));
         extra(&mut registry);
-        let store = Arc::new(PolicyStore::new(config.policy.clone(), Arc::clone(&cell)));
+        let store = Arc::new(match (&config.policy, &config.ossa_manifest) {
+            (Some(policy), manifest) => {
+                PolicyStore::new(policy.clone(), Arc::clone(&cell)).with_manifest(manifest.clone())
+            }
+            (None, Some(manifest)) => {
+                PolicyStore::manifest_only(manifest.clone(), Arc::clone(&cell))
+            }
+            (None, None) => {
+                return Err(SidecarError::Config(
+                    "neither an action policy file nor an OSSA manifest is configured".into(),
+                ));
+            }
+        });
         store.reload(&metrics);
 
         let interceptor = match &config.intercept_ca {
@@ -93,6 +106,9 @@ impl Sidecar {
                         interceptor.ca_cert_pem().as_bytes(),
                         false,
                     )?;
+                }
+                if let Some(out) = &config.trust_bundle_out {
+                    trust::write_bundle(out, &config, interceptor.ca_cert_pem())?;
                 }
                 Some(interceptor)
             }

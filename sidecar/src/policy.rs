@@ -7,6 +7,11 @@
 //! policy stays active; with no valid policy at all every action is
 //! denied. Rate-limit and budget counters carry over a reload for rules
 //! whose name and limit are unchanged.
+//!
+//! With an OSSA agent manifest (`--ossa-manifest`) the manifest is watched
+//! and reloaded the same way, and its baseline is combined with the policy
+//! file (an action must pass both); with a manifest and no policy file the
+//! baseline alone decides (see `tollgate_policies::action::ossa`).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -17,6 +22,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tollgate_policies::action::ActionPolicy;
+use tollgate_policies::action::ossa::{AgentManifest, Baseline};
 
 use crate::metrics::Metrics;
 
@@ -51,7 +57,8 @@ pub enum Reload {
 /// Loads and reloads the policy file into a [`PolicyCell`].
 #[derive(Debug)]
 pub struct PolicyStore {
-    path: PathBuf,
+    path: Option<PathBuf>,
+    manifest: Option<PathBuf>,
     cell: Arc<PolicyCell>,
     last_digest: Mutex<Option<u64>>,
 }
@@ -60,37 +67,71 @@ impl PolicyStore {
     /// A store for `path`, publishing into `cell`. Nothing is loaded yet.
     pub fn new(path: PathBuf, cell: Arc<PolicyCell>) -> PolicyStore {
         PolicyStore {
-            path,
+            path: Some(path),
+            manifest: None,
             cell,
             last_digest: Mutex::new(None),
         }
     }
 
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// A store for an OSSA manifest alone: its baseline decides.
+    pub fn manifest_only(manifest: PathBuf, cell: Arc<PolicyCell>) -> PolicyStore {
+        PolicyStore {
+            path: None,
+            manifest: Some(manifest),
+            cell,
+            last_digest: Mutex::new(None),
+        }
     }
 
-    /// Re-reads the file and activates it if it changed and is valid.
+    /// Also reads the OSSA manifest at `manifest` and combines its
+    /// baseline with the policy file.
+    pub fn with_manifest(mut self, manifest: Option<PathBuf>) -> PolicyStore {
+        self.manifest = manifest;
+        self
+    }
+
+    /// The policy file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The OSSA manifest, if any.
+    pub fn manifest(&self) -> Option<&Path> {
+        self.manifest.as_deref()
+    }
+
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.path
+            .iter()
+            .chain(self.manifest.iter())
+            .map(PathBuf::as_path)
+    }
+
+    /// Re-reads the file (and manifest) and activates the result if it
+    /// changed and is valid.
     pub fn reload(&self, metrics: &Metrics) -> Reload {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) => {
-                let message = format!("{}: {e}", self.path.display());
-                tracing::error!(error = %message, "cannot read the action policy; keeping the last good one");
-                Metrics::count(&metrics.policy_reloads, "missing");
-                return Reload::Missing(message);
+        let mut texts = Vec::with_capacity(2);
+        for path in self.paths() {
+            match std::fs::read_to_string(path) {
+                Ok(t) => texts.push(t),
+                Err(e) => {
+                    let message = format!("{}: {e}", path.display());
+                    tracing::error!(error = %message, "cannot read the action policy; keeping the last good one");
+                    Metrics::count(&metrics.policy_reloads, "missing");
+                    return Reload::Missing(message);
+                }
             }
-        };
+        }
         let mut hasher = DefaultHasher::new();
-        text.hash(&mut hasher);
+        texts.hash(&mut hasher);
         let digest = hasher.finish();
         let mut last = self.last_digest.lock().unwrap_or_else(|e| e.into_inner());
         if *last == Some(digest) {
             return Reload::Unchanged;
         }
         *last = Some(digest);
-        match ActionPolicy::parse(&text, &self.path.display().to_string()) {
+        match self.build(&texts) {
             Ok(mut policy) => {
                 if let Some(previous) = self.cell.current() {
                     policy.inherit_limits(&previous);
@@ -99,6 +140,7 @@ impl PolicyStore {
                     policy = policy.name(),
                     rules = policy.rule_count(),
                     routes = policy.routes().len(),
+                    ossa_baseline = policy.baseline().map(ActionPolicy::name),
                     "action policy loaded"
                 );
                 metrics.policy_rules.set(policy.rule_count() as i64);
@@ -118,6 +160,35 @@ impl PolicyStore {
                 Reload::Refused(e.to_string())
             }
         }
+    }
+
+    /// The policy from the texts of the policy file and the manifest, in
+    /// that order (each present when its path is).
+    fn build(
+        &self,
+        texts: &[String],
+    ) -> Result<ActionPolicy, tollgate_policies::action::ActionPolicyError> {
+        let mut texts = texts.iter().map(String::as_str);
+        let policy = match &self.path {
+            Some(path) => Some(ActionPolicy::parse(
+                texts.next().unwrap_or_default(),
+                &path.display().to_string(),
+            )?),
+            None => None,
+        };
+        let manifest = match &self.manifest {
+            Some(path) => Some(AgentManifest::parse(
+                texts.next().unwrap_or_default(),
+                &path.display().to_string(),
+            )?),
+            None => None,
+        };
+        Ok(match (policy, manifest) {
+            (Some(policy), Some(m)) => policy.with_baseline(Arc::new(Baseline::constraint(&m)?)),
+            (Some(policy), None) => policy,
+            (None, Some(m)) => Baseline::standalone(&m)?,
+            (None, None) => ActionPolicy::compile_spec("none", &Default::default())?,
+        })
     }
 
     /// Watches the file until `shutdown`, reloading on change and every
@@ -155,21 +226,36 @@ impl PolicyStore {
     }
 
     fn start_watcher(&self, tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        // Only changes that can change what the policy path reads: the file
+        // Only changes that can change what a watched path reads: the file
         // itself, a ConfigMap's `..data` link, or the directory it points to.
-        let name = self.path.file_name().map(|n| n.to_owned());
-        let real_dir = std::fs::canonicalize(&self.path)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_owned));
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut names = Vec::new();
+        let mut real_dirs: Vec<PathBuf> = Vec::new();
+        for path in self.paths() {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+                _ => PathBuf::from("."),
+            };
+            if !dirs.contains(&dir) {
+                dirs.push(dir.clone());
+            }
+            names.extend(path.file_name().map(|n| n.to_owned()));
+            // A symlinked file (ConfigMap key -> ..data/key) also changes
+            // when its target's directory does; watch that too.
+            if let Ok(real) = std::fs::canonicalize(path)
+                && let Some(real_dir) = real.parent()
+                && real_dir != dir
+            {
+                real_dirs.push(real_dir.to_owned());
+            }
+        }
+        let watched_real = real_dirs.clone();
         let relevant = move |path: &Path| {
             let file = path.file_name();
             file.is_some_and(|f| {
-                Some(f) == name.as_deref() || f.to_string_lossy().starts_with("..data")
-            }) || real_dir.as_ref().is_some_and(|d| path.starts_with(d))
+                names.iter().any(|n| n.as_os_str() == f)
+                    || f.to_string_lossy().starts_with("..data")
+            }) || watched_real.iter().any(|d| path.starts_with(d))
         };
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -179,14 +265,11 @@ impl PolicyStore {
                     let _ = tx.try_send(());
                 }
             })?;
-        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-        // A symlinked file (ConfigMap key -> ..data/key) also changes when
-        // its target's directory does; watch that too when it differs.
-        if let Ok(real) = std::fs::canonicalize(&self.path)
-            && let Some(real_dir) = real.parent()
-            && real_dir != dir
-        {
-            let _ = watcher.watch(real_dir, RecursiveMode::NonRecursive);
+        for dir in &dirs {
+            watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        }
+        for dir in &real_dirs {
+            let _ = watcher.watch(dir, RecursiveMode::NonRecursive);
         }
         Ok(watcher)
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tollgate_policies::action::ActionPolicy;
+use tollgate_policies::action::ossa::{AgentManifest, Baseline};
 use tollgate_policies::action::spec::parse_duration;
 use tollgate_sidecar::classify::Recognition;
 use tollgate_sidecar::config::{self, env, parse_downward_api};
@@ -18,8 +19,18 @@ use tollgate_sidecar::{AuditAck, Config, Identity, Sidecar, Timeouts};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The ActionPolicy file (YAML); reloaded when it changes.
-    #[arg(long, env = "TOLLGATE_ACTION_POLICY", value_name = "FILE")]
-    policy: PathBuf,
+    #[arg(
+        long,
+        env = "TOLLGATE_ACTION_POLICY",
+        value_name = "FILE",
+        required_unless_present = "ossa_manifest"
+    )]
+    policy: Option<PathBuf>,
+    /// An OSSA agent manifest (kind: Agent); reloaded when it changes. Its
+    /// declared MCP tools and LLM are a baseline every action must also
+    /// pass; without --policy the baseline alone decides.
+    #[arg(long, value_name = "FILE")]
+    ossa_manifest: Option<PathBuf>,
     /// Check the policy file and exit (0 valid, 1 invalid).
     #[arg(long)]
     check: bool,
@@ -63,6 +74,11 @@ pub struct Args {
     /// trust (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, NODE_EXTRA_CA_CERTS).
     #[arg(long, value_name = "FILE", requires = "intercept_ca")]
     intercept_ca_cert_out: Option<PathBuf>,
+    /// Write the agents' trust bundle to FILE (atomically): the system
+    /// roots, --upstream-ca and the interception CA, for SSL_CERT_FILE,
+    /// REQUESTS_CA_BUNDLE and NODE_EXTRA_CA_CERTS.
+    #[arg(long, value_name = "FILE", requires = "intercept_ca")]
+    trust_bundle_out: Option<PathBuf>,
     /// Extra CA bundle (PEM) trusted for upstream TLS; repeatable.
     #[arg(long, value_name = "FILE")]
     upstream_ca: Vec<PathBuf>,
@@ -120,6 +136,67 @@ pub struct Args {
     workers: usize,
 }
 
+/// `--check`: validates the policy file and the OSSA manifest.
+fn check(args: &Args) -> anyhow::Result<ExitCode> {
+    let mut ok = true;
+    if let Some(path) = &args.policy {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        match ActionPolicy::parse(&text, &path.display().to_string()) {
+            Ok(p) => println!(
+                "{}: valid action policy {:?}: {} routes, {} rules",
+                path.display(),
+                p.name(),
+                p.routes().len(),
+                p.rule_count()
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                ok = false;
+            }
+        }
+    }
+    if let Some(path) = &args.ossa_manifest {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        match AgentManifest::parse(&text, &path.display().to_string()) {
+            Ok(m) => {
+                let standalone = args.policy.is_none();
+                match if standalone {
+                    Baseline::standalone(&m)
+                } else {
+                    Baseline::constraint(&m)
+                } {
+                    Ok(b) => println!(
+                        "{}: valid OSSA manifest of agent {:?}: baseline of {} rules ({})",
+                        path.display(),
+                        m.name(),
+                        b.rule_count(),
+                        if standalone {
+                            "decides alone"
+                        } else {
+                            "every action must also pass the policy"
+                        }
+                    ),
+                    Err(e) => {
+                        eprintln!("{}: {e}", path.display());
+                        ok = false;
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ok = false;
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s)
 }
@@ -135,24 +212,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     if args.check {
-        let text = std::fs::read_to_string(&args.policy)
-            .with_context(|| format!("cannot read {}", args.policy.display()))?;
-        return match ActionPolicy::parse(&text, &args.policy.display().to_string()) {
-            Ok(p) => {
-                println!(
-                    "{}: valid action policy {:?}: {} routes, {} rules",
-                    args.policy.display(),
-                    p.name(),
-                    p.routes().len(),
-                    p.rule_count()
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::FAILURE)
-            }
-        };
+        return check(&args);
     }
     let file_config = crate::config::TollgateConfig::load_or_builtin(args.config.as_deref())?;
     let config = config_from(&args)?;
@@ -229,7 +289,10 @@ fn config_from(args: &Args) -> anyhow::Result<Config> {
             None => Default::default(),
         })
     };
-    let mut config = Config::new(args.policy.clone());
+    let mut config = Config::new(PathBuf::new());
+    config.policy = args.policy.clone();
+    config.ossa_manifest = args.ossa_manifest.clone();
+    config.trust_bundle_out = args.trust_bundle_out.clone();
     config.listen = args.listen;
     config.metrics_listen = args.metrics_listen;
     config.policy_poll = args.policy_poll;

@@ -59,6 +59,10 @@ pub struct Args {
     /// How often the constraint files are checked for changes.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = settings::parse_duration)]
     pub constraints_poll: std::time::Duration,
+    /// Run against the cluster (in-cluster service account or KUBECONFIG): live namespaces,
+    /// self-managed certificates, cluster policies (config section cluster:).
+    #[arg(long)]
+    pub in_cluster: bool,
 }
 
 /// How logs are written.
@@ -88,7 +92,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     constraint_paths.extend(args.constraints.iter().cloned());
     let store = crate::constraints::load(&constraint_paths)?;
-    let mut builder = Snapshot::builder(&config.policy);
+    let injector = Arc::new(tollgate_webhook::Injector::new(config.injection.clone()));
+    let mut builder = Snapshot::builder(&config.policy).evaluator(injector);
     if let Some(store) = &store {
         builder = builder.constraints(Arc::clone(store));
     }
@@ -98,7 +103,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let in_cluster = match args.in_cluster {
+            true => Some(super::cluster::start(&mut config, &engine, &constraint_paths).await?),
+            false => None,
+        };
         let mut webhook = Webhook::new(config.webhook.clone(), engine);
+        if let Some(in_cluster) = in_cluster {
+            webhook = in_cluster.attach(webhook);
+        }
         let mut audit = None;
         if let Some(dir) = &args.audit_dir {
             let (recorder, handle) = tollgate_audit::start(tollgate_audit::AuditOptions {
@@ -123,7 +135,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 dir.display()
             );
         }
-        if let Some(store) = &store {
+        if args.in_cluster && !constraint_paths.is_empty() {
+            // In a cluster the files join the cluster's templates and
+            // constraints in the cluster's store; they are read at start.
+            println!(
+                "  Gatekeeper constraints from {} (read at start, with the cluster's)",
+                constraint_paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        } else if let Some(store) = &store {
             println!(
                 "  Gatekeeper constraints: {} from {} (reloaded when they change)",
                 store.current().constraints().len(),

@@ -381,6 +381,35 @@ async fn admission_chain_mutates_validates_and_warns() {
         status.message,
         "admission webhook \"v.test\" denied the request: no deny keys"
     );
+    // Warnings reach the client as Warning headers; kubectl prints them.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = server.kubeconfig_path().to_owned();
+    let cache = dir.path().join("cache");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["create", "--validate=false", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(
+                    b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: warned\ndata:\n  a: b\n",
+                )?;
+                child.wait_with_output()
+            })
+            .expect("kubectl is not installed: run `make test-deps`")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Warning: be careful"), "{stderr}");
     // kube-system is excluded by the namespace selector.
     let system: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
     let created = system.create(&PostParams::default(), &bad).await.unwrap();

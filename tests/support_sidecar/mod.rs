@@ -68,11 +68,14 @@ pub struct Sidecar {
     pub policy: PathBuf,
     /// The audit log (JSON lines).
     pub audit: PathBuf,
+    /// The audit journal, when started with `--audit-dir`.
+    pub journal: Option<PathBuf>,
 }
 
 impl Sidecar {
     /// Starts the sidecar with `policy` (YAML; `None` leaves the file
-    /// missing) and extra arguments, and waits until it listens.
+    /// missing, or with `--ossa-manifest` among `extra` passes no
+    /// `--policy` at all) and extra arguments, and waits until it listens.
     pub async fn start(policy: Option<&str>, extra: &[&str]) -> Sidecar {
         Self::start_with(policy, extra, true).await
     }
@@ -100,8 +103,11 @@ impl Sidecar {
             ("--audit-log", audit.to_str().unwrap()),
             ("--policy-poll", "200ms"),
         ];
+        // An OSSA manifest without a policy: the baseline alone decides.
+        let manifest_only = policy.is_none() && extra.contains(&"--ossa-manifest");
         for (flag, value) in defaults {
-            if !extra.contains(&flag) {
+            let skipped = manifest_only && flag == "--policy";
+            if !extra.contains(&flag) && !skipped {
                 cmd.arg(flag).arg(value);
             }
         }
@@ -121,6 +127,11 @@ impl Sidecar {
             metrics,
             policy: policy_path,
             audit,
+            journal: extra
+                .iter()
+                .position(|a| *a == "--audit-dir")
+                .and_then(|i| extra.get(i + 1))
+                .map(PathBuf::from),
             dir,
         };
         let path = if wait_ready { "/readyz" } else { "/healthz" };
@@ -152,8 +163,20 @@ impl Sidecar {
         std::fs::read_to_string(self.dir.path().join("sidecar.log")).unwrap_or_default()
     }
 
-    /// The audit events written so far.
+    /// The audit events written so far (read back with `tollgate audit
+    /// tail` when the sidecar writes a journal).
     pub fn events(&self) -> Vec<Value> {
+        if let Some(journal) = &self.journal {
+            let out = Command::new(bin())
+                .args(["audit", "tail", "--format", "json", "-n", "1000000"])
+                .arg(journal)
+                .output()
+                .unwrap();
+            return String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+        }
         let Ok(file) = std::fs::File::open(&self.audit) else {
             return Vec::new();
         };

@@ -222,6 +222,18 @@ impl Admission {
                 })
                 .inc();
         }
+        if endpoint == Endpoint::Mutate
+            && evaluation.failure.is_none()
+            && let Some(result) = evaluation
+                .audit_annotations
+                .get(crate::inject::names::AUDIT_ANNOTATION)
+                .and_then(|r| crate::inject::RESULTS.iter().find(|k| **k == r.as_str()))
+        {
+            self.metrics
+                .injections
+                .get_or_create(&crate::metrics::ResultLabels { result })
+                .inc();
+        }
         for e in &evaluation.exemptions {
             self.metrics
                 .exemptions

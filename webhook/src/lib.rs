@@ -3,6 +3,8 @@
 //!
 //! - [`review`] turns untrusted bytes into a typed request and encodes the
 //!   response kube-apiserver expects;
+//! - [`Injector`] injects the sidecar into agent pods and refuses pods
+//!   that would bypass it;
 //! - [`Admission`] evaluates it with the current policy snapshot and records
 //!   the decision in the audit trail;
 //! - [`service`] is the HTTP layer (routing, content type, body limits and
@@ -19,6 +21,7 @@ use http::StatusCode;
 pub mod audit;
 pub mod error;
 pub mod handler;
+pub mod inject;
 pub mod metrics;
 pub mod review;
 pub mod server;
@@ -28,8 +31,9 @@ pub mod tls;
 
 pub use error::WebhookError;
 pub use handler::{Admission, decide};
+pub use inject::{InjectionConfig, Injector};
 pub use metrics::Metrics;
-pub use server::{Bound, Webhook, shutdown_signal};
+pub use server::{Bound, ReadinessGate, Webhook, shutdown_signal};
 pub use settings::{AuditFailurePolicy, Limits, Settings, TlsSettings};
 
 /// The two admission endpoints.

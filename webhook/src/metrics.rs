@@ -71,10 +71,11 @@ pub struct ExemptionLabels {
     pub reason: &'static str,
 }
 
-/// `cert_reloads_total` labels.
+/// `cert_reloads_total` and `injections_total` labels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ResultLabels {
-    /// `success` or `failure`.
+    /// `success` or `failure`; for injections one of
+    /// [`crate::inject::RESULTS`].
     pub result: &'static str,
 }
 
@@ -102,6 +103,8 @@ pub struct Metrics {
     pub connections: Gauge<i64, AtomicI64>,
     /// Admission decisions the audit trail failed to record.
     pub audit_failures: Family<ReasonLabels, Counter>,
+    /// Sidecar injection outcomes of pod creations it applied to.
+    pub injections: Family<ResultLabels, Counter>,
 }
 
 impl Metrics {
@@ -133,6 +136,7 @@ impl Metrics {
         let in_flight = Gauge::<i64, AtomicI64>::default();
         let connections = Gauge::<i64, AtomicI64>::default();
         let audit_failures = Family::<ReasonLabels, Counter>::default();
+        let injections = Family::<ResultLabels, Counter>::default();
         registry.register(
             "requests",
             "Admission reviews answered, by endpoint, operation, kind and outcome",
@@ -183,6 +187,11 @@ impl Metrics {
             "Admission decisions the audit trail could not record, by reason",
             audit_failures.clone(),
         );
+        registry.register(
+            "injections",
+            "Sidecar injection at pod creation, by result (injected, unchanged, excluded_namespace, namespace_disabled, opted_out)",
+            injections.clone(),
+        );
         // Series that alerts watch exist from the start, at zero.
         for result in ["success", "failure"] {
             let _ = cert_reloads.get_or_create(&ResultLabels { result });
@@ -203,6 +212,7 @@ impl Metrics {
             in_flight,
             connections,
             audit_failures,
+            injections,
         })
     }
 

@@ -45,7 +45,26 @@ pub struct Webhook {
     recorder: Option<Arc<dyn Recorder>>,
     metrics: Arc<Metrics>,
     handler: Option<Arc<dyn AdmissionHandler>>,
+    readiness: Option<ReadinessGate>,
+    collectors: Vec<Arc<dyn prometheus_client::collector::Collector>>,
 }
+
+/// A collector shared with the component it reports on.
+#[derive(Debug)]
+struct SharedCollector(Arc<dyn prometheus_client::collector::Collector>);
+
+impl prometheus_client::collector::Collector for SharedCollector {
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+}
+
+/// An extra condition of `/readyz`: `Err(reason)` while not ready (for
+/// example until the live namespace list and the certificate are loaded).
+pub type ReadinessGate = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,6 +85,7 @@ pub struct Bound {
     acceptor: TlsAcceptor,
     service: Arc<Service>,
     metrics: Arc<Metrics>,
+    readiness: Option<ReadinessGate>,
 }
 
 impl std::fmt::Debug for Bound {
@@ -88,7 +108,31 @@ impl Webhook {
             recorder: None,
             metrics: Metrics::new(),
             handler: None,
+            readiness: None,
+            collectors: Vec::new(),
         }
+    }
+
+    /// Adds a collector (read on every scrape) to `/metrics`. Call before
+    /// [`Webhook::register_metrics`] and [`Webhook::metrics`].
+    pub fn collector(
+        mut self,
+        collector: Arc<dyn prometheus_client::collector::Collector>,
+    ) -> Webhook {
+        self.collectors.push(collector);
+        let collectors = self.collectors.clone();
+        self.metrics = Metrics::with(|registry| {
+            for c in collectors {
+                registry.register_collector(Box::new(SharedCollector(c)));
+            }
+        });
+        self
+    }
+
+    /// Makes `/readyz` also wait for `gate`.
+    pub fn readiness(mut self, gate: ReadinessGate) -> Webhook {
+        self.readiness = Some(gate);
+        self
     }
 
     /// Records every admission decision into `recorder`.
@@ -110,7 +154,13 @@ impl Webhook {
         mut self,
         extra: impl FnOnce(&mut prometheus_client::registry::Registry),
     ) -> Webhook {
-        self.metrics = Metrics::with(extra);
+        let collectors = self.collectors.clone();
+        self.metrics = Metrics::with(|registry| {
+            for c in collectors {
+                registry.register_collector(Box::new(SharedCollector(c)));
+            }
+            extra(registry);
+        });
         self
     }
 
@@ -165,6 +215,7 @@ impl Webhook {
             tls: prepared,
             service,
             metrics: self.metrics,
+            readiness: self.readiness,
             settings,
         })
     }
@@ -213,6 +264,7 @@ impl Bound {
             acceptor,
             service,
             metrics,
+            readiness,
             ..
         } = self;
         let _upkeep: Upkeep = tls::upkeep(&tls, &settings, &metrics);
@@ -222,6 +274,7 @@ impl Bound {
             admin,
             Arc::clone(&ready),
             Arc::clone(&metrics),
+            readiness,
             admin_stopped,
         ));
         tracing::info!(%local_addr, "serving admission reviews");
@@ -423,6 +476,7 @@ async fn serve_admin(
     listener: TcpListener,
     ready: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    readiness: Option<ReadinessGate>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -446,10 +500,11 @@ async fn serve_admin(
         };
         let ready = Arc::clone(&ready);
         let metrics = Arc::clone(&metrics);
+        let readiness = readiness.clone();
         let builder = Arc::clone(&builder);
         tasks.spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
-                let response = admin_response(&req, &ready, &metrics);
+                let response = admin_response(&req, &ready, readiness.as_ref(), &metrics);
                 async move { Ok::<_, Infallible>(response) }
             });
             let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
@@ -461,6 +516,7 @@ async fn serve_admin(
 fn admin_response(
     req: &Request<Incoming>,
     ready: &AtomicBool,
+    readiness: Option<&ReadinessGate>,
     metrics: &Metrics,
 ) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: String, content_type: &'static str| {
@@ -478,8 +534,17 @@ fn admin_response(
     }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into(), PLAIN),
-        "/readyz" if ready.load(Ordering::SeqCst) => text(StatusCode::OK, "ready\n".into(), PLAIN),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into(), PLAIN),
+        "/readyz" if !ready.load(Ordering::SeqCst) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into(), PLAIN)
+        }
+        "/readyz" => match readiness.map_or(Ok(()), |gate| gate()) {
+            Ok(()) => text(StatusCode::OK, "ready\n".into(), PLAIN),
+            Err(reason) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {reason}\n"),
+                PLAIN,
+            ),
+        },
         "/metrics" => text(
             StatusCode::OK,
             metrics.encode(),

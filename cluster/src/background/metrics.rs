@@ -281,3 +281,90 @@ impl AuditMetrics {
         }
     }
 }
+
+impl prometheus_client::collector::Collector for AuditMetrics {
+    /// Encodes every metric under its `tollgate_` name, for registries that
+    /// take collectors (the webhook's `/metrics`).
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        fn one(
+            encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+            name: &str,
+            help: &str,
+            metric: &dyn EncodeMetric,
+        ) -> Result<(), std::fmt::Error> {
+            let m = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+            metric.encode(m)
+        }
+        let e = &mut encoder;
+        one(
+            e,
+            "tollgate_readiness_ratio",
+            "Agent-readiness per namespace: share of scored workloads whose ownership annotations can route an incident",
+            &self.readiness_ratio,
+        )?;
+        one(
+            e,
+            "tollgate_readiness_cluster_ratio",
+            "Agent-readiness of the cluster: share of scored workloads whose ownership annotations can route an incident",
+            &self.readiness_cluster_ratio,
+        )?;
+        one(
+            e,
+            "tollgate_readiness_workloads",
+            "Workloads by namespace and readiness status (ready, not-ready, ignored, exempt)",
+            &self.readiness_workloads,
+        )?;
+        one(
+            e,
+            "tollgate_readiness_missing_keys",
+            "Scored workloads missing a required ownership key or carrying an invalid value, by namespace and key",
+            &self.readiness_gaps,
+        )?;
+        one(
+            e,
+            "tollgate_audit_results",
+            "PolicyReport results of the last background audit pass, by namespace and result",
+            &self.results,
+        )?;
+        one(
+            e,
+            "tollgate_audit_passes",
+            "Background audit passes, by outcome",
+            &self.passes,
+        )?;
+        one(
+            e,
+            "tollgate_audit_report_writes",
+            "PolicyReport writes, by operation and outcome",
+            &self.writes,
+        )?;
+        one(
+            e,
+            "tollgate_audit_last_success_timestamp_seconds",
+            "When the last background audit pass succeeded, in Unix seconds",
+            &self.last_success,
+        )?;
+        one(
+            e,
+            "tollgate_audit_pass_duration_seconds",
+            "Duration of the last background audit pass",
+            &self.pass_duration,
+        )?;
+        one(
+            e,
+            "tollgate_audit_objects",
+            "Objects judged by the last background audit pass",
+            &self.objects,
+        )?;
+        one(
+            e,
+            "tollgate_audit_leader",
+            "1 while this replica runs background audit",
+            &self.leader,
+        )
+    }
+}

@@ -22,6 +22,8 @@ pub struct ActionPolicy {
     pub(crate) routes: Vec<Arc<Route>>,
     pub(crate) limits: BodyLimits,
     pub(crate) passthrough: HostPatterns,
+    /// A baseline (an OSSA manifest's) every action must also pass.
+    pub(crate) baseline: Option<Arc<ActionPolicy>>,
 }
 
 /// A compiled rule.
@@ -126,6 +128,7 @@ impl ActionPolicy {
             routes,
             limits,
             passthrough,
+            baseline: None,
         })
     }
 

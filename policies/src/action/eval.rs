@@ -101,6 +101,16 @@ impl ActionDecision {
 impl ActionPolicy {
     /// Decides `action` at time `now` (which moves rate-limit windows).
     pub fn evaluate(&self, action: &Action, now: Instant) -> ActionDecision {
+        if let Some(baseline) = &self.baseline {
+            let decision = baseline.evaluate(action, now);
+            if !decision.allowed() {
+                // The baseline's rules are not this policy's: no index.
+                return ActionDecision {
+                    rule_index: None,
+                    ..decision
+                };
+            }
+        }
         let protocol = action.protocol();
         let mut upgrade_skipped: Option<&Rule> = None;
         let mut rego_input: Option<regorus::Value> = None;

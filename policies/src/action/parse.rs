@@ -37,6 +37,7 @@ impl ActionPolicy {
             routes: doc.spec.routes.0,
             limits: doc.spec.limits.0,
             passthrough: doc.spec.tls.0,
+            baseline: None,
         })
     }
 }

@@ -12,12 +12,13 @@ use super::{CheckResult, action_str, controls_text};
 use crate::{EnforcementAction, PolicySet, Violation};
 
 /// The order suites appear in.
-const SETS: [PolicySet; 5] = [
+const SETS: [PolicySet; 6] = [
     PolicySet::PodSecurity,
     PolicySet::Ownership,
     PolicySet::Compliance,
     PolicySet::Constraints,
     PolicySet::Action,
+    PolicySet::Injection,
 ];
 
 struct Case<'a> {

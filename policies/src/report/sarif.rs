@@ -155,7 +155,10 @@ fn rule_descriptor(doc: &RuleDoc) -> Value {
 fn severity(policy: PolicySet) -> &'static str {
     match policy {
         PolicySet::PodSecurity => "8.0",
-        PolicySet::Compliance | PolicySet::Constraints | PolicySet::Action => "5.0",
+        PolicySet::Compliance
+        | PolicySet::Constraints
+        | PolicySet::Action
+        | PolicySet::Injection => "5.0",
         PolicySet::Ownership => "3.0",
     }
 }

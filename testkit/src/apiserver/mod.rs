@@ -16,7 +16,9 @@
 //! What it does not do: authorization (every authenticated user may do
 //! everything), schema validation and defaulting, garbage collection,
 //! finalizers, field management beyond the above, pagination (all items are
-//! returned at once, which the protocol allows), Protobuf, and
+//! returned at once, which the protocol allows), Protobuf request bodies
+//! (answered `415`; `kubectl create configmap …` sends them, `kubectl
+//! create|apply -f FILE` sends JSON), and
 //! aggregated discovery (clients fall back to the legacy documents, as they
 //! do against older servers). `kubectl` needs `--validate=false` because
 //! there is no OpenAPI document.
@@ -112,7 +114,8 @@ pub struct RecordedRequest {
 pub struct Fault {
     /// Method to match (any when `None`).
     pub method: Option<Method>,
-    /// Substring the path must contain.
+    /// Substring `PATH?QUERY` must contain (so `/api/v1/namespaces?`
+    /// matches the namespace collection only).
     pub path_contains: String,
     /// Substring the query must contain (e.g. `watch=true`).
     pub query_contains: String,
@@ -420,6 +423,11 @@ impl FakeApiServer {
     /// Makes matching requests fail with a Status of `fault.code`.
     pub fn inject(&self, fault: Fault) {
         lock(&self.shared.faults).push(fault);
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
     }
 
     /// The requests received so far, oldest first.
@@ -788,7 +796,7 @@ async fn dispatch(
         if let Some(f) = faults.iter_mut().find(|f| {
             f.times > 0
                 && f.method.as_ref().is_none_or(|m| m == method)
-                && path.contains(&f.path_contains)
+                && format!("{path}?{query}").contains(&f.path_contains)
                 && query.contains(&f.query_contains)
         }) {
             f.times -= 1;
@@ -821,6 +829,13 @@ async fn dispatch(
         }
         Route::Resource(t) => t,
     };
+    if content_type.contains("protobuf") {
+        return status(
+            415,
+            "UnsupportedMediaType",
+            "this fake API server reads JSON and YAML bodies only, not Protobuf (kubectl create/apply -f FILE sends JSON)",
+        );
+    }
     let params = parse_query(query);
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),

@@ -69,7 +69,11 @@ struct Harness {
 }
 
 fn harness_with(recorder: Arc<dyn Recorder>, settings: Settings) -> Harness {
-    let snapshot = Snapshot::builder(&PolicyConfig::default())
+    // The service's plumbing, exercised through Pod Security alone.
+    let mut policy = PolicyConfig::default();
+    policy.ownership.enabled = false;
+    policy.compliance.enabled = false;
+    let snapshot = Snapshot::builder(&policy)
         .pss_checker(privileged_checker)
         .defaults_mutation(label_defaults)
         .build();

@@ -1,0 +1,62 @@
+//! `tollgate config check FILE`: exit status 0 and "valid" for a good
+//! config file, 1 and the field, line or cause for a bad one.
+
+// Test helpers may panic: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn check(path: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["config", "check"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config/tollgate.yaml");
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.ends_with(": valid\n"), "{stdout}");
+}
+
+#[test]
+fn a_bad_config_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "typo.yaml",
+            "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\nwebhook:\n  lisen: 0.0.0.0:8443\n",
+            "unknown field `lisen`",
+        ),
+        (
+            "value.yaml",
+            "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\npolicy:\n  podSecurity:\n    enforce: {level: strict}\n",
+            "line 5",
+        ),
+        (
+            "kind.yaml",
+            "apiVersion: tollgate.dev/v1alpha1\nkind: Config\n",
+            "kind: expected",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = check(&path);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("invalid") && stderr.contains(want),
+            "{name}: {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    let out = check(&dir.path().join("missing.yaml"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+}

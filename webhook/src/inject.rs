@@ -1,0 +1,296 @@
+//! Sidecar injection and its anti-bypass checks, as one policy set
+//! ([`Injector`], an engine [`Evaluator`] run after the built-in ones, so
+//! secure defaults never touch the injected sidecar).
+//!
+//! **Who is injected.** A Pod is injected at CREATE when its namespace is
+//! labelled `tollgate.dev/inject=enabled` (and the pod does not opt out
+//! with the pod label `tollgate.dev/inject=disabled`), when its namespace
+//! is labelled `tollgate.dev/inject=enforced` (no opt-out: the pod label is
+//! ignored, with a warning), or when the pod itself is labelled
+//! `tollgate.dev/inject=enabled` (unless its namespace says `disabled`).
+//! `kube-system`, `kube-public` and `injection.excludedNamespaces` are
+//! never injected. Namespace labels come from the engine's
+//! [`tollgate_policies::namespace::NamespaceSource`].
+//!
+//! **Mutation** (`/mutate`): only Pods, only at CREATE (pod specs are
+//! immutable afterwards). Controllers' templates are left alone: their
+//! Pods come through the webhook when they are created, like Istio. The
+//! patch is a difference against the template ([`patch`]), so re-invocation
+//! and re-applies produce no operation.
+//!
+//! **Validation** (`/validate`): wherever injection applies, a Pod must
+//! carry the sidecar exactly as the template renders it, and nothing may
+//! route around it ([`bypass`]). A controller's template is only warned
+//! about what would make its Pods fail (host network, `NET_ADMIN`, proxy
+//! env of its own, reserved volumes), so `kubectl apply` of a Deployment
+//! tells the author before the ReplicaSet's Pods are refused.
+
+use std::collections::BTreeMap;
+
+use json_patch::PatchOperation;
+use tollgate_policies::engine::{Context, EvalError, Evaluator, Findings, Operation};
+use tollgate_policies::namespace::NamespaceInfo;
+use tollgate_policies::{EnforcementAction, PolicySet, Violation, WorkloadKind};
+
+pub mod bypass;
+pub mod compare;
+pub mod config;
+pub mod names;
+pub mod patch;
+pub mod template;
+
+pub use config::{InjectionConfig, InjectionConfigError, InjectionMode};
+pub use template::Template;
+
+use names::{AUDIT_ANNOTATION, LABEL_INJECT};
+
+/// Whether and how injection applies to one pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Inject; `enforced` when the namespace forbids opting out.
+    Inject {
+        /// The namespace is `tollgate.dev/inject=enforced`.
+        enforced: bool,
+    },
+    /// Do not inject.
+    Skip(SkipReason),
+}
+
+/// Why a pod is not injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// `injection.enabled: false`.
+    Disabled,
+    /// A namespace that is never injected.
+    ExcludedNamespace,
+    /// The namespace is labelled `disabled`.
+    NamespaceDisabled,
+    /// The pod is labelled `disabled` in an `enabled` namespace.
+    OptedOut,
+    /// Neither the namespace nor the pod asks for injection.
+    NotSelected,
+}
+
+impl SkipReason {
+    /// The metric and audit-annotation value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Disabled => "disabled",
+            SkipReason::ExcludedNamespace => "excluded_namespace",
+            SkipReason::NamespaceDisabled => "namespace_disabled",
+            SkipReason::OptedOut => "opted_out",
+            SkipReason::NotSelected => "not_selected",
+        }
+    }
+}
+
+/// The injection results recorded in the `injection` audit annotation and
+/// counted by the webhook's `injections_total` metric.
+pub const RESULTS: [&str; 5] = [
+    "injected",
+    "unchanged",
+    "excluded_namespace",
+    "namespace_disabled",
+    "opted_out",
+];
+
+/// Sidecar injection as a policy set.
+#[derive(Debug, Clone)]
+pub struct Injector {
+    config: InjectionConfig,
+}
+
+impl Injector {
+    /// An injector rendering `config`'s template.
+    pub fn new(config: InjectionConfig) -> Injector {
+        Injector { config }
+    }
+
+    /// The config.
+    pub fn config(&self) -> &InjectionConfig {
+        &self.config
+    }
+
+    /// Whether injection applies to a pod with `pod_labels` in `namespace`,
+    /// and warnings about the labels.
+    pub fn select(
+        &self,
+        namespace: &str,
+        ns: Option<&NamespaceInfo>,
+        pod_labels: &BTreeMap<String, String>,
+    ) -> (Selection, Vec<String>) {
+        let mut notes = Vec::new();
+        if !self.config.enabled {
+            return (Selection::Skip(SkipReason::Disabled), notes);
+        }
+        if self.config.excluded(namespace) {
+            return (Selection::Skip(SkipReason::ExcludedNamespace), notes);
+        }
+        let ns_value = ns
+            .and_then(|n| n.labels.get(LABEL_INJECT))
+            .map(String::as_str);
+        let pod_value = pod_labels.get(LABEL_INJECT).map(String::as_str);
+        if let Some(v) = ns_value
+            && !matches!(v, "enabled" | "enforced" | "disabled")
+        {
+            notes.push(format!(
+                "Tollgate: namespace {namespace:?} has label {LABEL_INJECT}={v:?}, which is not one of enabled, enforced, disabled; it is ignored"
+            ));
+        }
+        if let Some(v) = pod_value
+            && !matches!(v, "enabled" | "disabled")
+        {
+            notes.push(format!(
+                "Tollgate: pod label {LABEL_INJECT}={v:?} is not one of enabled, disabled; it is ignored"
+            ));
+        }
+        let selection = match (ns_value, pod_value) {
+            (Some("enforced"), pod) => {
+                if pod == Some("disabled") {
+                    notes.push(format!(
+                        "Tollgate: namespace {namespace:?} enforces sidecar injection ({LABEL_INJECT}=enforced), so the pod's {LABEL_INJECT}=disabled is ignored"
+                    ));
+                }
+                Selection::Inject { enforced: true }
+            }
+            (Some("disabled"), _) => Selection::Skip(SkipReason::NamespaceDisabled),
+            (Some("enabled"), Some("disabled")) => Selection::Skip(SkipReason::OptedOut),
+            (Some("enabled"), _) | (_, Some("enabled")) => Selection::Inject { enforced: false },
+            (_, Some("disabled")) => Selection::Skip(SkipReason::OptedOut),
+            _ => Selection::Skip(SkipReason::NotSelected),
+        };
+        (selection, notes)
+    }
+
+    /// The template for a pod with these annotations.
+    pub fn template(&self, annotations: &BTreeMap<String, String>) -> Template {
+        Template::render(&self.config, annotations)
+    }
+}
+
+fn violation(p: bypass::Problem, prefix: &str, action: EnforcementAction) -> Violation {
+    Violation {
+        policy: PolicySet::Injection,
+        rule: p.rule.to_owned(),
+        message: p.message,
+        path: Some(format!("{prefix}{}", p.path)),
+        container: p.container,
+        controls: Vec::new(),
+        action,
+    }
+}
+
+impl Evaluator for Injector {
+    fn policy_set(&self) -> PolicySet {
+        PolicySet::Injection
+    }
+
+    fn validate(&self, ctx: &Context<'_>, findings: &mut Findings) -> Result<(), EvalError> {
+        let Some(workload) = ctx.workload else {
+            return Ok(());
+        };
+        let (scope, action) = match (
+            ctx.request.operation,
+            workload.kind,
+            ctx.request.sub_resource.as_str(),
+        ) {
+            (Operation::Create, WorkloadKind::Pod, "") => {
+                (bypass::Scope::Pod, EnforcementAction::Deny)
+            }
+            (Operation::Update, WorkloadKind::Pod, "ephemeralcontainers") => {
+                (bypass::Scope::PodTemplate, EnforcementAction::Deny)
+            }
+            (Operation::Create | Operation::Update, kind, "") if kind != WorkloadKind::Pod => {
+                (bypass::Scope::PodTemplate, EnforcementAction::Warn)
+            }
+            _ => return Ok(()),
+        };
+        let empty = BTreeMap::new();
+        let labels = workload.pod_metadata.labels.as_ref().unwrap_or(&empty);
+        let annotations = workload.pod_metadata.annotations.as_ref().unwrap_or(&empty);
+        let (selection, _) = self.select(&ctx.request.namespace, ctx.namespace, labels);
+        if !matches!(selection, Selection::Inject { .. }) {
+            return Ok(());
+        }
+        let template = self.template(annotations);
+        let prefix = workload.kind.template_path();
+        if scope == bypass::Scope::Pod {
+            for (path, message) in &template.errors {
+                findings.violations.push(Violation {
+                    policy: PolicySet::Injection,
+                    rule: "annotation".into(),
+                    message: message.clone(),
+                    path: Some(format!("{prefix}{path}")),
+                    container: None,
+                    controls: Vec::new(),
+                    action,
+                });
+            }
+        }
+        findings.violations.extend(
+            bypass::check(&workload.spec, &template, scope)
+                .into_iter()
+                .map(|p| violation(p, prefix, action)),
+        );
+        Ok(())
+    }
+
+    fn mutate(
+        &self,
+        ctx: &Context<'_>,
+        findings: &mut Findings,
+    ) -> Result<Vec<PatchOperation>, EvalError> {
+        let Some(workload) = ctx.workload else {
+            return Ok(Vec::new());
+        };
+        if !(ctx.request.operation == Operation::Create
+            && workload.kind == WorkloadKind::Pod
+            && ctx.request.sub_resource.is_empty())
+        {
+            return Ok(Vec::new());
+        }
+        let Some(object) = ctx.object else {
+            return Ok(Vec::new());
+        };
+        let empty = BTreeMap::new();
+        let labels = workload.pod_metadata.labels.as_ref().unwrap_or(&empty);
+        let annotations = workload.pod_metadata.annotations.as_ref().unwrap_or(&empty);
+        let (selection, notes) = self.select(&ctx.request.namespace, ctx.namespace, labels);
+        findings.warnings.extend(notes);
+        match selection {
+            Selection::Skip(SkipReason::NotSelected | SkipReason::Disabled) => Ok(Vec::new()),
+            Selection::Skip(reason) => {
+                findings
+                    .audit_annotations
+                    .insert(AUDIT_ANNOTATION.to_owned(), reason.as_str().to_owned());
+                Ok(Vec::new())
+            }
+            Selection::Inject { .. } => {
+                let template = self.template(annotations);
+                for (path, message) in &template.errors {
+                    findings.violations.push(Violation {
+                        policy: PolicySet::Injection,
+                        rule: "annotation".into(),
+                        message: message.clone(),
+                        path: Some(path.clone()),
+                        container: None,
+                        controls: Vec::new(),
+                        action: EnforcementAction::Deny,
+                    });
+                }
+                let computed = patch::compute(object.value(), &workload.spec, &template);
+                let result = if computed.ops.is_empty() {
+                    "unchanged"
+                } else {
+                    findings.warnings.extend(template.notes.iter().cloned());
+                    findings.warnings.extend(computed.notes);
+                    "injected"
+                };
+                findings
+                    .audit_annotations
+                    .insert(AUDIT_ANNOTATION.to_owned(), result.to_owned());
+                Ok(computed.ops)
+            }
+        }
+    }
+}
