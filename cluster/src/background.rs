@@ -343,32 +343,61 @@ impl Background {
     }
 }
 
-/// The Lease background audit elects its leader with (in Tollgate's own
-/// namespace), so that one replica writes the reports.
-pub const LEASE_NAME: &str = "tollgate-background-audit";
-/// How long a leader holds [`LEASE_NAME`] after each renewal.
+/// How often the leadership signal is refreshed.
+pub const LEADERSHIP_CHECK_SECONDS: u64 = 10;
+/// How long a leader holds the Lease after each renewal, when background
+/// audit elects one itself.
 pub const LEASE_SECONDS: u64 = 30;
 
-/// Competes for [`LEASE_NAME`] as `identity`, renewing every third of the
-/// lease duration, and publishes whether this replica leads. Runs for the
-/// life of the process.
-pub fn leadership(client: Client, namespace: &str, identity: &str) -> watch::Receiver<bool> {
+/// How background audit learns whether this replica leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Election {
+    /// Another component (the certificate manager) renews the Lease:
+    /// follow it, read-only, so both agree on one leader and never race
+    /// on the Lease's resourceVersion.
+    Follow,
+    /// Nobody else renews it (certificates by cert-manager): compete for
+    /// it here.
+    Elect,
+}
+
+/// Publishes whether `identity` holds Lease `namespace/lease` (held and not
+/// expired), refreshed every [`LEADERSHIP_CHECK_SECONDS`], for the life of
+/// the process. Replicas therefore share one leader for certificates and
+/// reports (the chart's Lease and RBAC).
+pub fn leadership(
+    client: Client,
+    namespace: &str,
+    lease: &str,
+    identity: &str,
+    election: Election,
+) -> watch::Receiver<bool> {
     let elector = crate::lease::LeaderElector::new(
-        client,
+        client.clone(),
         namespace,
-        LEASE_NAME,
+        lease,
         identity,
         Duration::from_secs(LEASE_SECONDS),
     );
+    let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client, namespace);
+    let (lease, identity) = (lease.to_owned(), identity.to_owned());
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         loop {
-            let leading = match elector.try_acquire_or_renew().await {
-                Ok(leading) => leading,
-                Err(e) => {
+            let leading = match election {
+                Election::Elect => elector.try_acquire_or_renew().await.unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "background audit: lease not renewed");
                     false
-                }
+                }),
+                Election::Follow => match api.get_opt(&lease).await {
+                    Ok(Some(l)) => holds(&l, &identity),
+                    Ok(None) => false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "background audit: lease not readable");
+                        false
+                    }
+                },
             };
             tx.send_if_modified(|current| {
                 let changed = *current != leading;
@@ -378,10 +407,29 @@ pub fn leadership(client: Client, namespace: &str, identity: &str) -> watch::Rec
             if tx.is_closed() {
                 return;
             }
-            tokio::time::sleep(Duration::from_secs(LEASE_SECONDS / 3)).await;
+            tokio::time::sleep(Duration::from_secs(LEADERSHIP_CHECK_SECONDS)).await;
         }
     });
     rx
+}
+
+/// True when `identity` holds `lease` and its last renewal has not expired.
+fn holds(lease: &k8s_openapi::api::coordination::v1::Lease, identity: &str) -> bool {
+    let Some(spec) = &lease.spec else {
+        return false;
+    };
+    if spec.holder_identity.as_deref() != Some(identity) {
+        return false;
+    }
+    let held_for = k8s_openapi::jiff::SignedDuration::from_secs(i64::from(
+        spec.lease_duration_seconds.unwrap_or(0),
+    ));
+    spec.renew_time.as_ref().is_some_and(|renewed| {
+        renewed
+            .0
+            .saturating_add(held_for)
+            .is_ok_and(|until| until >= k8s_openapi::jiff::Timestamp::now())
+    })
 }
 
 /// Runs background audit until `shutdown` (see [`Background::run`]); the

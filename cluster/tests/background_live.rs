@@ -318,3 +318,25 @@ async fn only_the_leader_runs_passes() {
         .unwrap();
     assert_eq!(metrics.leader.get(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaced_reports_are_written_without_the_cluster_report_crd() {
+    let server = FakeApiServer::start().await.unwrap();
+    server
+        .apply(crd("policyreports", "PolicyReport", "Namespaced"))
+        .unwrap();
+    server
+        .apply(deployment("default", "web", json!({}), false))
+        .unwrap();
+    let background = Background {
+        client: server.client().await.unwrap(),
+        engine: Arc::new(Engine::new(Snapshot::from_config(&PolicyConfig::default()))),
+        ownership: OwnershipConfig::default(),
+        settings: BackgroundSettings::default(),
+        metrics: Arc::new(AuditMetrics::new()),
+        leader: None,
+    };
+    let written = background.pass().await.unwrap().written.unwrap();
+    assert!(written.cluster_skipped);
+    assert!(report(&server, "default").is_some());
+}

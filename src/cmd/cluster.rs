@@ -168,7 +168,12 @@ pub async fn start(
             leader: Some(background::leadership(
                 client.clone(),
                 &namespace,
+                &settings.certificates.lease_name,
                 &identity,
+                match settings.certificates.mode {
+                    CertificateMode::SelfManaged => background::Election::Follow,
+                    CertificateMode::CertManager => background::Election::Elect,
+                },
             )),
         };
         tokio::spawn(background::run(background, std::future::pending()));

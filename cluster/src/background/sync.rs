@@ -26,6 +26,8 @@ pub struct Written {
     pub unchanged: usize,
     /// Stale reports deleted.
     pub deleted: usize,
+    /// The ClusterPolicyReport was not written (CRD or permission missing).
+    pub cluster_skipped: bool,
 }
 
 /// Makes the cluster's Tollgate-managed reports those of `reports`.
@@ -69,13 +71,28 @@ pub async fn sync(
         delete(&api, &name, metrics, &mut written).await?;
     }
     let cluster_api: Api<ClusterPolicyReport> = Api::all(client.clone());
-    let existing = cluster_api
+    let existing = match cluster_api
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(|source| BackgroundError::List {
-            resource: "clusterpolicyreports.wgpolicyk8s.io".into(),
-            source,
-        })?;
+    {
+        Ok(list) => list,
+        // The namespaced reports are written; a missing ClusterPolicyReport
+        // CRD or permission only loses the Namespaces' own results.
+        Err(kube::Error::Api(s)) if s.is_forbidden() || s.is_not_found() => {
+            tracing::warn!(
+                reason = %s.message,
+                "ClusterPolicyReports not written: grant list/create/update/delete on clusterpolicyreports.wgpolicyk8s.io or install the CRD"
+            );
+            written.cluster_skipped = true;
+            return Ok(written);
+        }
+        Err(source) => {
+            return Err(BackgroundError::List {
+                resource: "clusterpolicyreports.wgpolicyk8s.io".into(),
+                source,
+            });
+        }
+    };
     let wanted = reports
         .cluster
         .as_ref()
