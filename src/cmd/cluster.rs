@@ -141,12 +141,16 @@ pub async fn start(
         extra,
     );
     let namespaces: Arc<dyn NamespaceSource> = Arc::new(reflector.clone());
+    // Every snapshot, including those rebuilt from a TollgatePolicy,
+    // injects the sidecar and checks for bypasses, as outside a cluster.
+    let injector = Arc::new(tollgate_webhook::Injector::new(config.injection.clone()));
     let build = {
         let store = Arc::clone(&store);
         move |policy: &PolicyConfig| {
             Snapshot::builder(policy)
                 .namespaces(Arc::clone(&namespaces))
                 .constraints(Arc::clone(&store))
+                .evaluator(Arc::clone(&injector) as Arc<dyn tollgate_policies::engine::Evaluator>)
                 .build()
         }
     };
