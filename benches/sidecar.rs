@@ -7,7 +7,8 @@
 //! RSS under load and CPU per 1,000 req/s.
 //!
 //! `cargo bench --bench sidecar` (needs nginx: `make test-deps`).
-//! `TOLLGATE_BENCH_SECONDS` sets the length of each phase (default 10).
+//! `TOLLGATE_BENCH_SECONDS` sets the length of each phase (default 10);
+//! `TOLLGATE_BENCH_AUDIT=jsonl` records to JSON lines instead of the journal.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -106,13 +107,22 @@ fn main() {
     drop(nginx);
     drop(sidecar);
     let journal = dir.path().join("journal");
-    let events = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["audit", "tail", "--format", "json", "-n", "100000000"])
-        .arg(&journal)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
-        .unwrap_or(0);
-    println!("\naudit events in the sidecar's journal (durable, hash-chained, signed): {events}");
+    if journal.exists() {
+        let events = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["audit", "tail", "--format", "json", "-n", "100000000"])
+            .arg(&journal)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+            .unwrap_or(0);
+        println!(
+            "\naudit events in the sidecar's journal (durable, hash-chained, signed): {events}"
+        );
+    } else {
+        let events = std::fs::read_to_string(dir.path().join("audit.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        println!("\naudit events written as JSON lines: {events}");
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -445,16 +455,29 @@ fn start_sidecar(dir: &Path, upstream: SocketAddr) -> Proc {
         .args(["sidecar", "--policy"])
         .arg(&policy_path)
         .args(["--listen", &addr.to_string(), "--workers", &workers()])
-        .arg("--audit-dir")
-        .arg(dir.join("journal"))
-        .arg("--state-dir")
-        .arg(dir)
+        .args(audit_args(dir))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start tollgate sidecar");
     Proc { child, addr }
+}
+
+/// Where the sidecar records its decisions: the journal (default) or,
+/// with `TOLLGATE_BENCH_AUDIT=jsonl`, the JSON-lines recorder, to show what
+/// durability costs.
+fn audit_args(dir: &Path) -> Vec<std::ffi::OsString> {
+    if std::env::var("TOLLGATE_BENCH_AUDIT").as_deref() == Ok("jsonl") {
+        vec!["--audit-log".into(), dir.join("audit.jsonl").into()]
+    } else {
+        vec![
+            "--audit-dir".into(),
+            dir.join("journal").into(),
+            "--state-dir".into(),
+            dir.into(),
+        ]
+    }
 }
 
 /// The sidecar's worker threads (`TOLLGATE_BENCH_WORKERS`, default its own
