@@ -86,6 +86,12 @@ pub struct InjectionConfig {
     /// The size limit of the audit spool (an `emptyDir` only the sidecar
     /// mounts).
     pub audit_spool_size: Quantity,
+    /// A ConfigMap (in the pod's namespace) holding a TollgateConfig under
+    /// the key `config.yaml`, mounted read-only into the sidecar and passed
+    /// as `--config`: its `audit:` section configures the exporters that
+    /// deliver the sidecar's journal to the SIEM. Without it the journal
+    /// stays on the pod's audit volume.
+    pub sidecar_config: Option<String>,
 }
 
 impl Default for InjectionConfig {
@@ -126,6 +132,7 @@ impl Default for InjectionConfig {
             ossa_manifest_key: "agent.yaml".to_owned(),
             default_action_policy: None,
             audit_spool_size: quantity("512Mi"),
+            sidecar_config: None,
         }
     }
 }
@@ -147,6 +154,16 @@ impl InjectionConfig {
     /// Checks what the types alone cannot.
     pub fn validate(&self) -> Result<(), InjectionConfigError> {
         let invalid = |field, reason: String| Err(InjectionConfigError::Invalid { field, reason });
+        if self
+            .sidecar_config
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            return invalid(
+                "sidecarConfig",
+                "is empty; name a ConfigMap or leave it out".into(),
+            );
+        }
         if self.image.trim().is_empty() || self.image.chars().any(char::is_whitespace) {
             return invalid(
                 "image",

@@ -45,6 +45,11 @@ pub const CA_PATH: &str = "/var/run/tollgate/ca";
 pub const TRUST_PATH: &str = "/var/run/tollgate/trust";
 /// The trust bundle's file name.
 pub const TRUST_BUNDLE: &str = "ca-bundle.crt";
+/// Where the sidecar's own config file (`injection.sidecarConfig`) is
+/// mounted.
+pub const CONFIG_PATH: &str = "/etc/tollgate/config";
+/// The sidecar's own config volume.
+pub const VOLUME_CONFIG: &str = "tollgate-config";
 /// Where the downward-API files are mounted.
 pub const PODINFO_PATH: &str = "/etc/tollgate/podinfo";
 

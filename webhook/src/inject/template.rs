@@ -10,9 +10,10 @@ use serde_json::{Value, json};
 
 use super::config::{InjectionConfig, InjectionMode, is_dns_subdomain};
 use super::names::{
-    ANNOTATION_ACTION_POLICY, ANNOTATION_OSSA, AUDIT_PATH, CA_PATH, OSSA_PATH, PODINFO_PATH,
-    POLICY_PATH, SIDECAR_NAME, TEMPLATE_REVISION, TRUST_BUNDLE, TRUST_PATH, VOLUME_AUDIT,
-    VOLUME_CA, VOLUME_OSSA, VOLUME_PODINFO, VOLUME_POLICY, VOLUME_TRUST,
+    ANNOTATION_ACTION_POLICY, ANNOTATION_OSSA, AUDIT_PATH, CA_PATH, CONFIG_PATH, OSSA_PATH,
+    PODINFO_PATH, POLICY_PATH, SIDECAR_NAME, TEMPLATE_REVISION, TRUST_BUNDLE, TRUST_PATH,
+    VOLUME_AUDIT, VOLUME_CA, VOLUME_CONFIG, VOLUME_OSSA, VOLUME_PODINFO, VOLUME_POLICY,
+    VOLUME_TRUST,
 };
 
 /// The uid and gid the sidecar runs as (`nobody`).
@@ -117,6 +118,10 @@ impl Template {
             args.push("--ossa-manifest".into());
             args.push(format!("{OSSA_PATH}/{}", config.ossa_manifest_key));
         }
+        if config.sidecar_config.is_some() {
+            args.push("--config".into());
+            args.push(format!("{CONFIG_PATH}/config.yaml"));
+        }
         if config.interception {
             args.extend([
                 "--intercept-ca".into(),
@@ -147,6 +152,12 @@ impl Template {
             mounts.push(json!({"name": VOLUME_OSSA, "mountPath": OSSA_PATH, "readOnly": true}));
             volumes.push(
                 json!({"name": VOLUME_OSSA, "configMap": {"name": name, "defaultMode": 420}}),
+            );
+        }
+        if let Some(name) = &config.sidecar_config {
+            mounts.push(json!({"name": VOLUME_CONFIG, "mountPath": CONFIG_PATH, "readOnly": true}));
+            volumes.push(
+                json!({"name": VOLUME_CONFIG, "configMap": {"name": name, "defaultMode": 420}}),
             );
         }
         if config.interception {
