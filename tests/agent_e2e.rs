@@ -21,6 +21,7 @@
 )]
 
 mod support_cluster;
+mod support_journal;
 #[path = "support_sidecar/mod.rs"]
 mod support_sidecar;
 mod support_webhook;
@@ -113,30 +114,11 @@ spec:
 }
 
 fn events(journal: &Path) -> Vec<Value> {
-    let out = Command::new(support_webhook::binary())
-        .args(["audit", "tail", "--format", "json", "-n", "100000"])
-        .arg(journal)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    support_journal::events(Path::new(support_webhook::binary()), journal)
 }
 
 fn verify(journal: &Path) {
-    let out = Command::new(support_webhook::binary())
-        .args(["audit", "verify"])
-        .arg(journal)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support_journal::verify(Path::new(support_webhook::binary()), journal);
 }
 
 fn sigterm(pid: u32) {

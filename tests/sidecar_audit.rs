@@ -11,8 +11,8 @@
 
 #[path = "support_sidecar/mod.rs"]
 mod support;
+mod support_journal;
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -75,32 +75,10 @@ async fn actions_are_journaled_and_verify_after_shutdown() {
     let status = sidecar.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "{status}\n{}", sidecar.log());
 
-    let verify = Command::new(bin())
-        .args(["audit", "verify"])
-        .arg(&journal_dir)
-        .output()
-        .unwrap();
-    assert_eq!(
-        verify.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
-    let tail = Command::new(bin())
-        .args(["audit", "tail", "--format", "json"])
-        .arg(&journal_dir)
-        .output()
-        .unwrap();
-    assert!(
-        tail.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tail.stderr)
-    );
-    let events: Vec<Value> = String::from_utf8_lossy(&tail.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|e: &Value| e["source"] == "sidecar")
+    support_journal::verify(&bin(), &journal_dir);
+    let events: Vec<Value> = support_journal::events(&bin(), &journal_dir)
+        .into_iter()
+        .filter(|e| e["source"] == "sidecar")
         .collect();
     assert_eq!(events.len(), 2, "{events:?}");
     let upload = events
@@ -110,5 +88,5 @@ async fn actions_are_journaled_and_verify_after_shutdown() {
     assert_eq!(upload["decision"]["outcome"], "deny");
     assert_eq!(upload["actor"]["pod"], "agent-0", "{upload}");
     // The body never reaches the journal.
-    assert!(!String::from_utf8_lossy(&tail.stdout).contains("secret plans"));
+    assert!(!format!("{events:?}").contains("secret plans"));
 }

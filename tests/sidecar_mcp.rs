@@ -14,6 +14,7 @@
 
 #[path = "support_sidecar/mod.rs"]
 mod support;
+mod support_journal;
 
 use std::time::{Duration, Instant};
 
@@ -228,15 +229,5 @@ async fn mcp_sdk_calls_are_allowed_denied_and_audited() {
     // After a clean stop the journal verifies: chain, checkpoints, signature.
     let status = sidecar.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "{status}\n{}", sidecar.log());
-    let verify = std::process::Command::new(support::bin())
-        .args(["audit", "verify"])
-        .arg(&journal)
-        .output()
-        .unwrap();
-    assert_eq!(
-        verify.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
+    support_journal::verify(&support::bin(), &journal);
 }

@@ -12,8 +12,9 @@
 
 #[path = "support_webhook/mod.rs"]
 mod support;
+mod support_journal;
 
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -60,32 +61,10 @@ async fn decisions_are_journaled_and_verify_after_shutdown() {
     let status = webhook.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{status}\n{}", webhook.stderr());
 
-    let verify = Command::new(binary())
-        .args(["audit", "verify"])
-        .arg(&journal)
-        .output()
-        .unwrap();
-    assert_eq!(
-        verify.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
-    let tail = Command::new(binary())
-        .args(["audit", "tail", "--format", "json"])
-        .arg(&journal)
-        .output()
-        .unwrap();
-    assert!(
-        tail.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tail.stderr)
-    );
-    let events: Vec<Value> = String::from_utf8_lossy(&tail.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|e: &Value| e["source"] == "webhook")
+    support_journal::verify(Path::new(binary()), &journal);
+    let events: Vec<Value> = support_journal::events(Path::new(binary()), &journal)
+        .into_iter()
+        .filter(|e| e["source"] == "webhook")
         .collect();
     let decisions: Vec<(&str, &str)> = events
         .iter()
