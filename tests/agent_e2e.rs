@@ -441,6 +441,19 @@ async fn an_agent_is_admitted_injected_and_its_actions_enforced_and_journaled() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     verify(&webhook_journal);
+    // The certificate Lease was handed back at shutdown, not left to expire.
+    let lease = server
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "tollgate",
+            "tollgate-webhook-certificates",
+        )
+        .expect("the certificate Lease");
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "the Lease is still held after shutdown: {lease}"
+    );
     let admissions = events(&webhook_journal);
     let targets: Vec<String> = admissions
         .iter()

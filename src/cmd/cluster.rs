@@ -39,6 +39,13 @@ pub struct InCluster {
 }
 
 impl InCluster {
+    /// The certificate manager, when this replica manages certificates:
+    /// release its Lease at shutdown so the next leader need not wait for
+    /// it to expire.
+    pub fn certificate(&self) -> Option<Arc<CertificateManager>> {
+        self.certificate.clone()
+    }
+
     /// Adds the `/readyz` gate (first namespace list, certificate) and the
     /// `tollgate_cluster_*` metrics. Call right after `Webhook::new`.
     pub fn attach(self, webhook: Webhook) -> Webhook {

@@ -108,7 +108,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             false => None,
         };
         let mut webhook = Webhook::new(config.webhook.clone(), engine);
+        let mut certificate = None;
         if let Some(in_cluster) = in_cluster {
+            certificate = in_cluster.certificate();
             webhook = in_cluster.attach(webhook);
         }
         let mut audit = None;
@@ -166,6 +168,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .serve(tollgate_webhook::shutdown_signal())
             .await
             .context("webhook failed");
+        // Hand the certificate Lease over now rather than at its expiry.
+        if let Some(certificate) = certificate {
+            certificate.elector().release().await;
+        }
         // Requests are drained: close the journal with a final signed
         // checkpoint, even when serving failed.
         if let Some(handle) = audit {
