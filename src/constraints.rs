@@ -3,30 +3,17 @@
 //! [`ConstraintStore`], and noticing when they change (the webhook reloads
 //! them; a set that fails to load is refused and the active one stays).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
 use tollgate_policies::gatekeeper::{ConstraintSet, ConstraintStore, LoadOptions, SourceFile};
 
-/// Directories deeper than this are not searched.
-const MAX_DIR_DEPTH: usize = 32;
-
 /// Reads every `*.yaml`, `*.yml` and `*.json` file under `paths` (files
 /// given directly are read whatever their extension), in a stable order.
 pub fn read_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<SourceFile>> {
-    let mut files = Vec::new();
-    for path in paths {
-        let meta = std::fs::metadata(path)
-            .with_context(|| format!("constraints: cannot read {}", path.display()))?;
-        if meta.is_dir() {
-            collect(path, 0, &mut files)?;
-        } else {
-            files.push(path.clone());
-        }
-    }
-    files
+    files(paths)?
         .into_iter()
         .map(|f| {
             let text = std::fs::read_to_string(&f)
@@ -36,31 +23,23 @@ pub fn read_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<SourceFile>> {
         .collect()
 }
 
-fn collect(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    if depth > MAX_DIR_DEPTH {
-        anyhow::bail!("{}: directories nested too deeply", dir.display());
-    }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("constraints: cannot read {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            collect(&path, depth + 1, out)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-            && !path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'))
-        {
-            out.push(path);
+/// The files `paths` name: directories expanded with
+/// [`crate::files::manifest_files`], files as given.
+fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("constraints: cannot read {}", path.display()))?;
+        if meta.is_dir() {
+            files.extend(
+                crate::files::manifest_files(path)
+                    .with_context(|| format!("constraints: {}", path.display()))?,
+            );
+        } else {
+            files.push(path.clone());
         }
     }
-    Ok(())
+    Ok(files)
 }
 
 /// Loads the constraints under `paths` into a store; `None` when no path
@@ -78,16 +57,11 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Option<Arc<ConstraintStore>>> {
 
 /// What the files under `paths` look like now (names, sizes, modification
 /// times): a change in it means a reload is due.
+/// A path that cannot be read leaves the fingerprint empty: the reload it
+/// triggers reports the error.
 pub fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let _ = collect(path, 0, &mut files);
-        } else {
-            files.push(path.clone());
-        }
-    }
-    files
+    files(paths)
+        .unwrap_or_default()
         .into_iter()
         .map(|f| {
             let meta = std::fs::metadata(&f).ok();
@@ -105,6 +79,5 @@ pub fn reload(store: &ConstraintStore, paths: &[PathBuf]) -> anyhow::Result<usiz
     let set = store
         .reload(&sources, LoadOptions::default())
         .map_err(|e| anyhow::anyhow!("constraints refused, the previous set stays active:\n{e}"))?;
-    let _ = set;
-    Ok(store.current().constraints().len())
+    Ok(set.constraints().len())
 }

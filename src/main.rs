@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod config;
 mod constraints;
+mod files;
 
 /// Tollgate: the enforcement layer for AI agents on Kubernetes.
 #[derive(Debug, Parser)]

@@ -20,9 +20,6 @@ use tollgate_policies::{NamespaceInfo, NamespaceSource};
 
 use crate::config::TollgateConfig;
 
-/// Directories deeper than this are not searched.
-const MAX_DIR_DEPTH: usize = 32;
-
 /// Arguments of `tollgate check`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -161,14 +158,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let mut constraint_paths: Vec<PathBuf> = config
-        .policy
-        .constraints
-        .paths
-        .iter()
-        .map(|p| config.resolve(p))
-        .collect();
-    constraint_paths.extend(args.constraints.iter().cloned());
+    let constraint_paths = config.constraint_paths(&args.constraints);
     let store = match crate::constraints::load(&constraint_paths) {
         Ok(store) => store,
         Err(e) => {
@@ -291,8 +281,9 @@ pub(crate) fn read_input(input: &str, errors: &mut Vec<String>) -> Vec<(String, 
     let path = Path::new(input);
     let mut files = Vec::new();
     if path.is_dir() {
-        if let Err(e) = collect(path, 0, &mut files) {
-            errors.push(format!("{e:#}"));
+        match crate::files::manifest_files(path) {
+            Ok(found) => files = found,
+            Err(e) => errors.push(format!("{e:#}")),
         }
         if files.is_empty() && errors.is_empty() {
             errors.push(format!(
@@ -310,29 +301,6 @@ pub(crate) fn read_input(input: &str, errors: &mut Vec<String>) -> Vec<(String, 
         }
     }
     out
-}
-
-fn collect(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    if depth > MAX_DIR_DEPTH {
-        anyhow::bail!("{}: directories nested too deeply", dir.display());
-    }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| dir.display().to_string())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            collect(&path, depth + 1, out)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-        {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// One block per object: the verdict, each violation with its fix, the
