@@ -59,6 +59,18 @@ impl TollgateConfig {
         Ok(config)
     }
 
+    /// Where Gatekeeper constraints are read from: `policy.constraints.paths`
+    /// (relative to the config file) followed by `extra` (`--constraints`).
+    pub fn constraint_paths(&self, extra: &[PathBuf]) -> Vec<PathBuf> {
+        self.policy
+            .constraints
+            .paths
+            .iter()
+            .map(|p| self.resolve(p))
+            .chain(extra.iter().cloned())
+            .collect()
+    }
+
     /// `path` as written in the config file: relative to the file's
     /// directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
@@ -152,14 +164,8 @@ mod tests {
         )
         .unwrap();
         let config = TollgateConfig::load(&file).unwrap();
-        let paths: Vec<PathBuf> = config
-            .policy
-            .constraints
-            .paths
-            .iter()
-            .map(|p| config.resolve(p))
-            .collect();
-        assert_eq!(paths, vec![dir.path().join("gk")]);
+        let paths = config.constraint_paths(&[PathBuf::from("/x")]);
+        assert_eq!(paths, vec![dir.path().join("gk"), PathBuf::from("/x")]);
         assert_eq!(config.resolve(Path::new("/abs")), PathBuf::from("/abs"));
     }
 

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support_cluster::{kubectl, start_in_cluster_with, store_webhook_configurations, wait};
-use support_sidecar::{free_port, python_script, require_python, run_bounded};
+use support_sidecar::{free_port, python_script, require_python, run_bounded, start_mcp_server};
 use support_webhook::http_get;
 use tollgate_testkit::FakeApiServer;
 
@@ -352,26 +352,7 @@ async fn an_agent_is_admitted_injected_and_its_actions_enforced_and_journaled() 
     }
 
     // Real MCP traffic through it, as the agent would send it.
-    let mut mcp_server = tokio::process::Command::new("python3")
-        .arg(python_script("mcp_server.py"))
-        .arg(port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            mcp_server.try_wait().unwrap().is_none(),
-            "the MCP server exited"
-        );
-        assert!(Instant::now() < deadline, "the MCP server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _mcp_server = start_mcp_server(port).await;
     let mut client = tokio::process::Command::new("python3");
     client
         .arg(python_script("mcp_client.py"))

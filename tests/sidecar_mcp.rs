@@ -16,10 +16,12 @@
 mod support;
 mod support_journal;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use support::{Sidecar, free_port, outcome, python_script, require_python, rule, run_bounded};
+use support::{
+    Sidecar, free_port, outcome, python_script, require_python, rule, run_bounded, start_mcp_server,
+};
 
 fn policy(port: u16) -> String {
     format!(
@@ -63,32 +65,6 @@ spec:
     )
 }
 
-/// Starts the MCP server and waits until it accepts connections.
-async fn start_server(port: u16) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new("python3");
-    cmd.arg(python_script("mcp_server.py"))
-        .arg(port.to_string())
-        .env("PYTHONUNBUFFERED", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("start the MCP server");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return child;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the MCP server exited with {status}");
-        }
-        assert!(Instant::now() < deadline, "the MCP server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_sdk_calls_are_allowed_denied_and_audited() {
     require_python(&["mcp", "httpx"]);
@@ -107,7 +83,7 @@ async fn mcp_sdk_calls_are_allowed_denied_and_audited() {
         ],
     )
     .await;
-    let _server = start_server(port).await;
+    let _server = start_mcp_server(port).await;
 
     let mut client = tokio::process::Command::new("python3");
     client

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    Sidecar, free_port, outcome, python_script, require_python, rule, run_bounded, via_proxy,
+    Sidecar, free_port, outcome, python_script, require_python, rule, run_bounded,
+    start_mcp_server, via_proxy,
 };
 
 fn policy(port: u16) -> String {
@@ -47,29 +48,6 @@ fn manifest(tools: &[&str]) -> String {
     out
 }
 
-async fn start_server(port: u16) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new("python3");
-    cmd.arg(python_script("mcp_server.py"))
-        .arg(port.to_string())
-        .env("PYTHONUNBUFFERED", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("start the MCP server");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("the MCP server exited with {status}");
-        }
-        assert!(Instant::now() < deadline, "the MCP server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child
-}
-
 fn tools_call(tool: &str) -> String {
     serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": {}}})
         .to_string()
@@ -87,7 +65,7 @@ async fn the_ossa_baseline_denies_undeclared_tools_the_policy_allows() {
         &["--ossa-manifest", manifest_path.to_str().unwrap()],
     )
     .await;
-    let _server = start_server(port).await;
+    let _server = start_mcp_server(port).await;
 
     let mut client = tokio::process::Command::new("python3");
     client

@@ -100,14 +100,7 @@ fn ownership(config: &TollgateConfig) -> OwnershipConfig {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = TollgateConfig::load_or_builtin(args.config.as_deref())?;
     let ownership = ownership(&config);
-    let mut constraint_paths: Vec<PathBuf> = config
-        .policy
-        .constraints
-        .paths
-        .iter()
-        .map(|p| config.resolve(p))
-        .collect();
-    constraint_paths.extend(args.constraints.iter().cloned());
+    let constraint_paths = config.constraint_paths(&args.constraints);
     let constraints = match crate::constraints::load(&constraint_paths) {
         Ok(store) => store,
         Err(e) => {

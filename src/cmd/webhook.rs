@@ -83,14 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .webhook
         .validate()
         .context("invalid webhook settings")?;
-    let mut constraint_paths: Vec<PathBuf> = config
-        .policy
-        .constraints
-        .paths
-        .iter()
-        .map(|p| config.resolve(p))
-        .collect();
-    constraint_paths.extend(args.constraints.iter().cloned());
+    let constraint_paths = config.constraint_paths(&args.constraints);
     let store = crate::constraints::load(&constraint_paths)?;
     let injector = Arc::new(tollgate_webhook::Injector::new(config.injection.clone()));
     let mut builder = Snapshot::builder(&config.policy).evaluator(injector);

@@ -348,6 +348,32 @@ pub fn python_script(name: &str) -> PathBuf {
     root().join("tests/python").join(name)
 }
 
+/// Starts the MCP server of `tests/python/mcp_server.py` (official Python
+/// SDK, Streamable HTTP) on `port` and waits until it accepts connections.
+/// The process is killed when the handle drops.
+pub async fn start_mcp_server(port: u16) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg(python_script("mcp_server.py"))
+        .arg(port.to_string())
+        .env("PYTHONUNBUFFERED", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("start the MCP server");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the MCP server exited with {status}");
+        }
+        assert!(Instant::now() < deadline, "the MCP server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child
+}
+
 /// Runs `cmd` to completion within `timeout` (killing it after), returning
 /// its exit status, stdout and stderr.
 pub async fn run_bounded(
