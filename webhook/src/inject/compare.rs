@@ -154,47 +154,74 @@ fn probe_defaults(probe: &mut Probe) {
     }
 }
 
-/// A quantity in one notation (its value in scientific notation), so that
-/// `0.5` and `500m`, `1024Mi` and `1Gi` compare equal. A quantity that does
-/// not parse is kept as written (and so compares by its spelling).
+/// A quantity in one notation (its value in billionths), so that `0.5`
+/// and `500m`, `1024Mi` and `1Gi` compare equal. A quantity that does not
+/// parse, or needs finer than a billionth, is kept as written (and so
+/// compares by its spelling).
 fn canonical(q: &Quantity) -> Quantity {
-    match quantity_value(&q.0) {
-        Some(v) => Quantity(format!("{v:e}")),
+    match quantity_nanos(&q.0) {
+        Some(v) => Quantity(format!("{v}n")),
         None => q.clone(),
     }
 }
 
-fn quantity_value(text: &str) -> Option<f64> {
+/// The value of a Kubernetes quantity in billionths, exactly.
+fn quantity_nanos(text: &str) -> Option<i128> {
     let text = text.trim();
     let split = text
         .find(|ch: char| !(ch.is_ascii_digit() || matches!(ch, '.' | '+' | '-')))
         .unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let factor = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0_f64.powi(2),
-        "Gi" => 1024.0_f64.powi(3),
-        "Ti" => 1024.0_f64.powi(4),
-        "Pi" => 1024.0_f64.powi(5),
-        "Ei" => 1024.0_f64.powi(6),
+    let (negative, number) = match number.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, number.strip_prefix('+').unwrap_or(number)),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if (whole.is_empty() && fraction.is_empty())
+        || fraction.len() > 9
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let whole: i128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let fraction: i128 = format!("{fraction:0<9}").parse().ok()?;
+    let nanos = whole.checked_mul(1_000_000_000)?.checked_add(fraction)?;
+    let (multiply, divide): (i128, i128) = match suffix {
+        "" => (1, 1),
+        "n" => (1, 1_000_000_000),
+        "u" => (1, 1_000_000),
+        "m" => (1, 1_000),
+        "k" => (1_000, 1),
+        "M" => (1_000_000, 1),
+        "G" => (1_000_000_000, 1),
+        "T" => (1_000_000_000_000, 1),
+        "P" => (1_000_000_000_000_000, 1),
+        "E" => (1_000_000_000_000_000_000, 1),
+        "Ki" => (1 << 10, 1),
+        "Mi" => (1 << 20, 1),
+        "Gi" => (1 << 30, 1),
+        "Ti" => (1 << 40, 1),
+        "Pi" => (1 << 50, 1),
+        "Ei" => (1 << 60, 1),
         exp => {
-            let exp = exp.strip_prefix(['e', 'E'])?;
-            10f64.powi(exp.parse::<i32>().ok()?.clamp(-30, 30))
+            let exp: i32 = exp.strip_prefix(['e', 'E'])?.parse().ok()?;
+            let power = 10_i128.checked_pow(exp.unsigned_abs().min(30))?;
+            if exp >= 0 { (power, 1) } else { (1, power) }
         }
     };
-    let v = number * factor;
-    v.is_finite().then_some(v)
+    let scaled = nanos.checked_mul(multiply)?;
+    // Kubernetes rounds a quantity finer than a billionth up.
+    let value = scaled
+        .checked_add(divide.checked_sub(1)?)?
+        .checked_div(divide)?;
+    Some(if negative { -value } else { value })
 }
 
 /// An env list in stored form: a `fieldRef` without `apiVersion` is the
@@ -266,4 +293,36 @@ pub fn volume_differences(have: &Volume, want: &Volume) -> Vec<&'static str> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantity_nanos;
+
+    #[test]
+    fn quantities_compare_by_value_whatever_their_notation() {
+        let same = [
+            ("500m", "0.5"),
+            ("300m", "0.3"),
+            ("1Gi", "1024Mi"),
+            ("1k", "1e3"),
+            ("2", "2000m"),
+            ("1.5Gi", "1536Mi"),
+        ];
+        for (a, b) in same {
+            assert_eq!(quantity_nanos(a), quantity_nanos(b), "{a} {b}");
+            assert!(quantity_nanos(a).is_some(), "{a}");
+        }
+        assert_ne!(quantity_nanos("4Mi"), quantity_nanos("256Mi"));
+        for bad in [
+            "",
+            "abc",
+            "1..2",
+            "1Zi",
+            "1.0000000001",
+            "99999999999999999999999E",
+        ] {
+            assert_eq!(quantity_nanos(bad), None, "{bad}");
+        }
+    }
 }
