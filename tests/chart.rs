@@ -961,10 +961,18 @@ fn resources(rules: &Option<Vec<RuleWithOperations>>) -> BTreeSet<String> {
         .unwrap()
         .iter()
         .flat_map(|r| {
-            assert_eq!(
-                r.operations.as_deref().unwrap(),
-                ["CREATE".to_owned(), "UPDATE".to_owned()]
-            );
+            let ops = r.operations.clone().unwrap();
+            let res = r.resources.clone().unwrap();
+            // Writes for objects, CONNECT for the connections into pods,
+            // DELETE only where a deletion is judged (policy ConfigMaps).
+            let want: &[&str] = if res.iter().any(|x| x == "configmaps") {
+                &["CREATE", "UPDATE", "DELETE"]
+            } else if res.iter().any(|x| x == "pods/exec") {
+                &["CONNECT"]
+            } else {
+                &["CREATE", "UPDATE"]
+            };
+            assert_eq!(ops, want, "{res:?}");
             assert_eq!(r.api_versions.as_deref().unwrap(), ["v1".to_owned()]);
             let group = r.api_groups.as_ref().unwrap()[0].clone();
             r.resources
@@ -1073,6 +1081,9 @@ fn webhook_configurations_reach_the_service_and_spare_the_system() {
             .unwrap();
         assert!(narrowed.expression.contains("request.subResource == ''"));
         assert!(narrowed.expression.contains("'ephemeralcontainers'"));
+        for sub in ["'exec'", "'attach'", "'portforward'"] {
+            assert!(narrowed.expression.contains(sub), "{name}: {sub}");
+        }
 
         let mutated = resources(&mw.rules);
         let validated = resources(&vw.rules);
@@ -1081,7 +1092,14 @@ fn webhook_configurations_reach_the_service_and_spare_the_system() {
             assert!(validated.contains(kind), "{name}: validating misses {kind}");
         }
         assert!(mutated.contains("/pods/ephemeralcontainers"));
+        // Injected pods' policy ConfigMaps and the connections into their
+        // sidecars are judged by the injection guard.
+        assert!(!mutated.contains("/configmaps"), "{name}");
         for extra in [
+            "/configmaps",
+            "/pods/exec",
+            "/pods/attach",
+            "/pods/portforward",
             "/pods/*",
             "/namespaces",
             "/services",

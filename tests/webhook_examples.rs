@@ -58,10 +58,17 @@ fn resources(rules: &Option<Vec<RuleWithOperations>>) -> Vec<String> {
         .unwrap()
         .iter()
         .flat_map(|r| {
-            assert_eq!(
-                r.operations.as_deref().unwrap(),
-                ["CREATE".to_owned(), "UPDATE".to_owned()]
-            );
+            let res = r.resources.clone().unwrap();
+            // Writes for objects, CONNECT for the connections into pods,
+            // DELETE only where a deletion is judged (policy ConfigMaps).
+            let want: &[&str] = if res.iter().any(|x| x == "configmaps") {
+                &["CREATE", "UPDATE", "DELETE"]
+            } else if res.iter().any(|x| x == "pods/exec") {
+                &["CONNECT"]
+            } else {
+                &["CREATE", "UPDATE"]
+            };
+            assert_eq!(r.operations.clone().unwrap(), want, "{res:?}");
             let group = r.api_groups.as_ref().unwrap()[0].clone();
             r.resources
                 .clone()
@@ -118,6 +125,19 @@ fn webhook_configurations_route_every_judged_kind() {
     let validated = resources(&v.rules);
     assert!(validated.contains(&"/pods/*".to_owned()));
     assert!(validated.contains(&"/namespaces".to_owned()));
+    // Injected pods' policy ConfigMaps and the connections into sidecars.
+    for res in [
+        "/configmaps",
+        "/pods/exec",
+        "/pods/attach",
+        "/pods/portforward",
+    ] {
+        assert!(
+            validated.contains(&res.to_owned()),
+            "validating misses {res}"
+        );
+        assert!(!mutated.contains(&res.to_owned()), "mutating has {res}");
+    }
     for kind in WORKLOADS {
         assert!(mutated.iter().any(|r| r == kind), "mutating misses {kind}");
         assert!(

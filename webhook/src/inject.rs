@@ -12,18 +12,25 @@
 //! never injected. Namespace labels come from the engine's
 //! [`tollgate_policies::namespace::NamespaceSource`].
 //!
-//! **Mutation** (`/mutate`): only Pods, only at CREATE (pod specs are
-//! immutable afterwards). Controllers' templates are left alone: their
-//! Pods come through the webhook when they are created, like Istio. The
-//! patch is a difference against the template ([`patch`]), so re-invocation
-//! and re-applies produce no operation.
+//! **Mutation** (`/mutate`): Pods at CREATE (pod specs are immutable
+//! afterwards), and the new containers of a `pods/ephemeralcontainers`
+//! UPDATE of an injected pod, which get the agents' proxy environment.
+//! Controllers' templates are left alone: their Pods come through the
+//! webhook when they are created, like Istio. The patch is a difference
+//! against the template ([`patch`]), so re-invocation and re-applies
+//! produce no operation.
 //!
 //! **Validation** (`/validate`): wherever injection applies, a Pod must
-//! carry the sidecar exactly as the template renders it, and nothing may
-//! route around it ([`bypass`]). A controller's template is only warned
-//! about what would make its Pods fail (host network, `NET_ADMIN`, proxy
-//! env of its own, reserved volumes), so `kubectl apply` of a Deployment
-//! tells the author before the ReplicaSet's Pods are refused.
+//! carry the sidecar exactly as the template renders it, field for field,
+//! and nothing may route around it ([`bypass`], [`escape`], [`isolation`]).
+//! Every later UPDATE of an injected pod, whatever its subresource, keeps
+//! the sidecar as it was admitted and brings in no new problem
+//! ([`update`]). Writes to the ConfigMaps injected pods read their policy
+//! from, and `exec`/`attach`/`port-forward` into sidecars, are refused but
+//! for the policy authors ([`guard`]). A controller's template is only
+//! warned about what would make its Pods fail (host network, `NET_ADMIN`,
+//! proxy env of its own, reserved volumes), so `kubectl apply` of a
+//! Deployment tells the author before the ReplicaSet's Pods are refused.
 
 use std::collections::BTreeMap;
 
@@ -35,11 +42,15 @@ use tollgate_policies::{EnforcementAction, PolicySet, Violation, WorkloadKind};
 pub mod bypass;
 pub mod compare;
 pub mod config;
+pub mod escape;
+pub mod guard;
+pub mod isolation;
 pub mod names;
 pub mod patch;
 pub mod template;
+pub mod update;
 
-pub use config::{InjectionConfig, InjectionConfigError, InjectionMode};
+pub use config::{InjectionConfig, InjectionConfigError, InjectionMode, PolicyAuthors};
 pub use template::Template;
 
 use names::{AUDIT_ANNOTATION, LABEL_INJECT};
@@ -180,6 +191,33 @@ fn violation(p: bypass::Problem, prefix: &str, action: EnforcementAction) -> Vio
     }
 }
 
+impl Injector {
+    /// Whether an UPDATE concerns an injected pod: it carries the sidecar,
+    /// or injection applies to it by its old or its new labels (so removing
+    /// the opt-in label is itself checked).
+    fn injected_update(&self, ctx: &Context<'_>, new: &tollgate_policies::Workload) -> bool {
+        let empty = BTreeMap::new();
+        let selected = |w: &tollgate_policies::Workload| {
+            let labels = w.pod_metadata.labels.as_ref().unwrap_or(&empty);
+            matches!(
+                self.select(&ctx.request.namespace, ctx.namespace, labels).0,
+                Selection::Inject { .. }
+            )
+        };
+        let carries = |w: &tollgate_policies::Workload| update::sidecar(&w.spec).is_some();
+        self.config.enabled
+            && !self.config.excluded(&ctx.request.namespace)
+            && (selected(new) || ctx.old_workload.is_some_and(|o| carries(o) || selected(o)))
+    }
+}
+
+/// True when the request's namespace is `tollgate.dev/inject=enforced`.
+fn enforced(ctx: &Context<'_>) -> bool {
+    ctx.namespace
+        .and_then(|n| n.labels.get(LABEL_INJECT))
+        .is_some_and(|v| v == "enforced")
+}
+
 impl Evaluator for Injector {
     fn policy_set(&self) -> PolicySet {
         PolicySet::Injection
@@ -187,8 +225,44 @@ impl Evaluator for Injector {
 
     fn validate(&self, ctx: &Context<'_>, findings: &mut Findings) -> Result<(), EvalError> {
         let Some(workload) = ctx.workload else {
+            if let Some(r) = guard::check(&self.config, ctx.request, ctx.namespace) {
+                findings.violations.push(Violation {
+                    policy: PolicySet::Injection,
+                    rule: r.rule.to_owned(),
+                    message: r.message,
+                    path: Some(r.path),
+                    container: None,
+                    controls: Vec::new(),
+                    action: EnforcementAction::Deny,
+                });
+            }
             return Ok(());
         };
+        let empty = BTreeMap::new();
+        let annotations = workload.pod_metadata.annotations.as_ref().unwrap_or(&empty);
+        let enforced = enforced(ctx);
+        let prefix = workload.kind.template_path();
+        // Every UPDATE of an injected pod, whatever its subresource, is
+        // checked against the pod as it was admitted.
+        if ctx.request.operation == Operation::Update && workload.kind == WorkloadKind::Pod {
+            if !self.injected_update(ctx, workload) {
+                return Ok(());
+            }
+            let template = self.template(annotations);
+            let new = (&workload.pod_metadata, &workload.spec);
+            let problems = match ctx.old_workload {
+                Some(old) => {
+                    update::check((&old.pod_metadata, &old.spec), new, &template, enforced)
+                }
+                None => bypass::check(new.0, new.1, &template, bypass::Scope::Running, enforced),
+            };
+            findings.violations.extend(
+                problems
+                    .into_iter()
+                    .map(|p| violation(p, prefix, EnforcementAction::Deny)),
+            );
+            return Ok(());
+        }
         let (scope, action) = match (
             ctx.request.operation,
             workload.kind,
@@ -197,23 +271,17 @@ impl Evaluator for Injector {
             (Operation::Create, WorkloadKind::Pod, "") => {
                 (bypass::Scope::Pod, EnforcementAction::Deny)
             }
-            (Operation::Update, WorkloadKind::Pod, "ephemeralcontainers") => {
-                (bypass::Scope::PodTemplate, EnforcementAction::Deny)
-            }
             (Operation::Create | Operation::Update, kind, "") if kind != WorkloadKind::Pod => {
                 (bypass::Scope::PodTemplate, EnforcementAction::Warn)
             }
             _ => return Ok(()),
         };
-        let empty = BTreeMap::new();
         let labels = workload.pod_metadata.labels.as_ref().unwrap_or(&empty);
-        let annotations = workload.pod_metadata.annotations.as_ref().unwrap_or(&empty);
         let (selection, _) = self.select(&ctx.request.namespace, ctx.namespace, labels);
         if !matches!(selection, Selection::Inject { .. }) {
             return Ok(());
         }
         let template = self.template(annotations);
-        let prefix = workload.kind.template_path();
         if scope == bypass::Scope::Pod {
             for (path, message) in &template.errors {
                 findings.violations.push(Violation {
@@ -228,9 +296,15 @@ impl Evaluator for Injector {
             }
         }
         findings.violations.extend(
-            bypass::check(&workload.spec, &template, scope)
-                .into_iter()
-                .map(|p| violation(p, prefix, action)),
+            bypass::check(
+                &workload.pod_metadata,
+                &workload.spec,
+                &template,
+                scope,
+                enforced,
+            )
+            .into_iter()
+            .map(|p| violation(p, prefix, action)),
         );
         Ok(())
     }
@@ -243,6 +317,21 @@ impl Evaluator for Injector {
         let Some(workload) = ctx.workload else {
             return Ok(Vec::new());
         };
+        if ctx.request.operation == Operation::Update
+            && workload.kind == WorkloadKind::Pod
+            && ctx.request.sub_resource == "ephemeralcontainers"
+        {
+            if !self.injected_update(ctx, workload) {
+                return Ok(Vec::new());
+            }
+            let empty = BTreeMap::new();
+            let annotations = workload.pod_metadata.annotations.as_ref().unwrap_or(&empty);
+            let template = self.template(annotations);
+            let computed =
+                patch::ephemeral(&workload.spec, ctx.old_workload.map(|o| &o.spec), &template);
+            findings.warnings.extend(computed.notes);
+            return Ok(computed.ops);
+        }
         if !(ctx.request.operation == Operation::Create
             && workload.kind == WorkloadKind::Pod
             && ctx.request.sub_resource.is_empty())

@@ -46,11 +46,38 @@ struct Case {
     policy: PolicyConfig,
     #[serde(default)]
     namespace: Option<NamespaceInfo>,
-    /// `CREATE` (default) or `UPDATE` (then `oldObject` is the object).
+    /// `CREATE` (default), `UPDATE` (then `oldObject` is `old_object`, or
+    /// the object itself), `DELETE` (the object is the `oldObject`) or
+    /// `CONNECT` (the object is the options, e.g. `PodExecOptions`).
     #[serde(default)]
     operation: Option<String>,
     #[serde(default)]
     sub_resource: Option<String>,
+    /// The stored object of an UPDATE, when it differs from the object.
+    #[serde(default)]
+    old_object: Option<Value>,
+    /// The resource (`pods` for CONNECT), when not the object's own.
+    #[serde(default)]
+    resource: Option<String>,
+    /// The request's name (the pod's, for CONNECT).
+    #[serde(default)]
+    name: Option<String>,
+    /// The requesting user (default: a cluster administrator).
+    #[serde(default)]
+    user: Option<String>,
+    /// The requesting user's groups.
+    #[serde(default)]
+    groups: Vec<String>,
+    /// A JSON Patch applied to the object as admitted (CREATE, mutated):
+    /// the case is then the UPDATE from the admitted pod to the patched one
+    /// (a sidecar swapped after admission, an ephemeral container added).
+    #[serde(default)]
+    then_update: Option<Value>,
+    /// A JSON Patch applied to the object as admitted: the case is then the
+    /// CREATE of the patched pod (a pod arriving with a pre-filled sidecar
+    /// that differs from the template in one field).
+    #[serde(default)]
+    prefill: Option<Value>,
     /// Validate the object as given instead of the mutated one.
     #[serde(default)]
     validate_as_given: bool,
@@ -88,6 +115,29 @@ fn snapshot(case: &Case) -> Snapshot {
         .build()
 }
 
+/// The object as admitted at CREATE (the case's object, mutated).
+fn admitted(case: &Case, snapshot: &Snapshot) -> Value {
+    let ns = case
+        .namespace
+        .as_ref()
+        .map(|n| n.name.clone())
+        .unwrap_or_else(|| "default".into());
+    let req = AdmissionRequest::for_object(case.object.clone(), &ns).unwrap();
+    let mutated = snapshot.mutate(&req, &Options::default());
+    assert!(mutated.failure.is_none(), "{:?}", mutated.failure);
+    let mut object = case.object.clone();
+    json_patch::patch(&mut object, &mutated.patch).unwrap();
+    object
+}
+
+fn patched(object: &Value, ops: &Value) -> Result<Value, String> {
+    let ops: json_patch::Patch =
+        serde_json::from_value(ops.clone()).map_err(|e| format!("patch: {e}"))?;
+    let mut object = object.clone();
+    json_patch::patch(&mut object, &ops).map_err(|e| format!("patch: {e}"))?;
+    Ok(object)
+}
+
 fn request(case: &Case, object: Value) -> AdmissionRequest {
     let ns = case
         .namespace
@@ -95,22 +145,55 @@ fn request(case: &Case, object: Value) -> AdmissionRequest {
         .map(|n| n.name.clone())
         .unwrap_or_else(|| "default".into());
     let mut req = AdmissionRequest::for_object(object.clone(), &ns).unwrap();
-    if case.operation.as_deref() == Some("UPDATE") {
-        req.operation = Operation::Update;
-        req.old_object = Some(tollgate_policies::engine::Object::from_value(object));
+    let stored = |v: &Value| Some(tollgate_policies::engine::Object::from_value(v.clone()));
+    match case.operation.as_deref() {
+        Some("UPDATE") => {
+            req.operation = Operation::Update;
+            req.old_object = stored(case.old_object.as_ref().unwrap_or(&object));
+        }
+        Some("DELETE") => {
+            req.operation = Operation::Delete;
+            req.old_object = req.object.take();
+        }
+        Some("CONNECT") => req.operation = Operation::Connect,
+        _ => {}
     }
     if let Some(sub) = &case.sub_resource {
         req.sub_resource = sub.clone();
     }
+    if let Some(resource) = &case.resource {
+        req.resource.resource = resource.clone();
+    }
+    if let Some(name) = &case.name {
+        req.name = name.clone();
+    }
+    req.user_info.username = case
+        .user
+        .clone()
+        .unwrap_or_else(|| "kubernetes-admin".into());
+    req.user_info.groups = if case.user.is_some() {
+        case.groups.clone()
+    } else {
+        vec!["system:masters".into(), "system:authenticated".into()]
+    };
     req
 }
 
 fn run(path: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(path).unwrap();
-    let case: Case = yaml_serde::from_str(&text).map_err(|e| format!("parse: {e}"))?;
+    let mut case: Case = yaml_serde::from_str(&text).map_err(|e| format!("parse: {e}"))?;
     case.config.validate().map_err(|e| format!("config: {e}"))?;
     let snapshot = snapshot(&case);
     let options = Options::default();
+    if let Some(ops) = case.then_update.clone() {
+        let admitted = admitted(&case, &snapshot);
+        case.object = patched(&admitted, &ops)?;
+        case.old_object = Some(admitted);
+        case.operation = Some("UPDATE".into());
+    }
+    if let Some(ops) = case.prefill.clone() {
+        case.object = patched(&admitted(&case, &snapshot), &ops)?;
+    }
 
     let mutated = snapshot.mutate(&request(&case, case.object.clone()), &options);
     if let Some(f) = &mutated.failure {

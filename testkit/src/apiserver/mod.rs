@@ -599,11 +599,15 @@ struct Target {
     namespace: Option<String>,
     name: Option<String>,
     sub: Option<String>,
+    /// The user and groups the request impersonates (`kubectl --as
+    /// --as-group`), which admission requests carry instead of the
+    /// server's own user (no authorization is checked).
+    user: Option<(String, Vec<String>)>,
 }
 
 enum Route {
     Discovery(Value),
-    Resource(Target),
+    Resource(Box<Target>),
     NotFound,
 }
 
@@ -693,13 +697,14 @@ fn route(store: &Store, path: &str) -> Route {
             .cloned()
     };
     let target = |rt: ResourceType, namespace: Option<&str>, more: &[&str]| {
-        Route::Resource(Target {
+        Route::Resource(Box::new(Target {
             rt,
             version: version.to_owned(),
             namespace: namespace.map(percent_decode),
             name: more.first().map(|n| percent_decode(n)),
             sub: more.get(1).map(|s| (*s).to_owned()),
-        })
+            user: None,
+        }))
     };
     if let ["namespaces", ns, plural, more @ ..] = rest
         && let Some(rt) = find(plural).filter(|rt| rt.namespaced)
@@ -827,8 +832,10 @@ async fn dispatch(
                 "the server could not find the requested resource",
             );
         }
-        Route::Resource(t) => t,
+        Route::Resource(t) => *t,
     };
+    let mut target = target;
+    target.user = impersonated(req.headers());
     if content_type.contains("protobuf") {
         return status(
             415,
@@ -1104,6 +1111,7 @@ fn watch(
         namespace: target.namespace.clone(),
         name: None,
         sub: None,
+        user: None,
     };
     shared.started_watches.fetch_add(1, Ordering::SeqCst);
     let shared = shared.clone();
@@ -1399,6 +1407,19 @@ fn admission_inputs(shared: &Arc<Shared>, target: &Target, namespace: &str) -> A
     }
 }
 
+/// The identity of `Impersonate-User` and `Impersonate-Group` headers,
+/// with `system:authenticated` as the real API server adds it.
+fn impersonated(headers: &http::HeaderMap) -> Option<(String, Vec<String>)> {
+    let user = headers.get("impersonate-user")?.to_str().ok()?.to_owned();
+    let mut groups: Vec<String> = headers
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    groups.push("system:authenticated".into());
+    Some((user, groups))
+}
+
 async fn run_admission(
     shared: &Arc<Shared>,
     target: &Target,
@@ -1429,8 +1450,14 @@ async fn run_admission(
         name: name_of(&object),
         old,
         dry_run,
-        user: shared.options.user.clone(),
-        groups: vec!["system:masters".into(), "system:authenticated".into()],
+        user: target
+            .user
+            .as_ref()
+            .map_or_else(|| shared.options.user.clone(), |id| id.0.clone()),
+        groups: target.user.as_ref().map_or_else(
+            || vec!["system:masters".into(), "system:authenticated".into()],
+            |id| id.1.clone(),
+        ),
     };
     admission::admit(&attrs, object, &mutating, &validating, &services).await
 }

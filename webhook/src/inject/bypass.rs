@@ -3,13 +3,17 @@
 //! route around it or reach its private volumes. Every problem is reported
 //! at once, each naming the field and the fix.
 
-use k8s_openapi::api::core::v1::{Container, PodSpec, SecurityContext, VolumeMount};
+use k8s_openapi::api::core::v1::{
+    Container, EphemeralContainer, PodSpec, SecurityContext, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::compare;
 use super::config::InjectionMode;
 use super::names::{SIDECAR_NAME, SIDECAR_ONLY_VOLUMES, VOLUME_TRUST};
 use super::patch::{agent_lists, containers};
 use super::template::{PROXY_ENV, Template};
+use super::{escape, isolation};
 
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,14 +36,27 @@ pub enum Scope {
     /// A controller's pod template: the sidecar is added when its Pods are
     /// created, so only what would make those Pods fail is checked.
     PodTemplate,
+    /// A Pod after creation (an UPDATE, an ephemeral container): everything
+    /// [`Scope::Pod`] checks except the comparison with the current
+    /// template, which the UPDATE check replaces by a comparison with the
+    /// pod as it was admitted ([`super::update`]).
+    Running,
 }
 
-/// Every problem with `spec` for `template`.
-pub fn check(spec: &PodSpec, template: &Template, scope: Scope) -> Vec<Problem> {
+/// Every problem with a pod (`meta`, `spec`) for `template`; `enforced`
+/// when its namespace is `tollgate.dev/inject=enforced`.
+pub fn check(
+    meta: &ObjectMeta,
+    spec: &PodSpec,
+    template: &Template,
+    scope: Scope,
+    enforced: bool,
+) -> Vec<Problem> {
     let mut out = Vec::new();
     if scope == Scope::Pod {
         sidecar(spec, template, &mut out);
     }
+    isolation::name_resolution(spec, &mut out);
     if spec.host_network == Some(true) {
         out.push(Problem {
             rule: "hostNetwork",
@@ -70,15 +87,37 @@ pub fn check(spec: &PodSpec, template: &Template, scope: Scope) -> Vec<Problem> 
             capabilities(&at, &c.name, c.security_context.as_ref(), &mut out);
             if !ours && agent_lists(template.mode).contains(&list) {
                 proxy_env(&at, c, template, scope, &mut out);
+                escape::check(&at, c, enforced, &mut out);
             }
         }
     }
-    for (i, c) in spec.ephemeral_containers.iter().flatten().enumerate() {
+    for (i, e) in spec.ephemeral_containers.iter().flatten().enumerate() {
         let at = format!("spec.ephemeralContainers[{i}]");
+        let c = as_container(e);
         mounts(&at, &c.name, c.volume_mounts.as_deref(), &mut out);
         capabilities(&at, &c.name, c.security_context.as_ref(), &mut out);
+        isolation::ephemeral(&at, e, spec, &mut out);
+        if scope != Scope::PodTemplate {
+            proxy_env(&at, &c, template, scope, &mut out);
+            escape::check(&at, &c, enforced, &mut out);
+        }
+    }
+    if enforced {
+        isolation::baseline(meta, spec, &mut out);
     }
     out
+}
+
+/// An ephemeral container as a container (the same fields, less the
+/// target): the checks and the patch treat it like any agent.
+pub fn as_container(e: &EphemeralContainer) -> Container {
+    serde_json::to_value(e)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_else(|| Container {
+            name: e.name.clone(),
+            ..Container::default()
+        })
 }
 
 fn sidecar(spec: &PodSpec, template: &Template, out: &mut Vec<Problem>) {
@@ -269,7 +308,7 @@ fn proxy_env(at: &str, c: &Container, template: &Template, scope: Scope, out: &m
             }
         }
     }
-    if scope == Scope::Pod && !missing.is_empty() {
+    if scope != Scope::PodTemplate && !missing.is_empty() {
         out.push(Problem {
             rule: "proxyEnv",
             path: format!("{at}.env"),

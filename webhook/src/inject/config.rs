@@ -92,6 +92,34 @@ pub struct InjectionConfig {
     /// deliver the sidecar's journal to the SIEM. Without it the journal
     /// stays on the pod's audit volume.
     pub sidecar_config: Option<String>,
+    /// Who may create, change or delete the ConfigMaps injected pods read
+    /// their policy and sidecar config from (see [`PolicyAuthors`]).
+    pub policy_authors: PolicyAuthors,
+}
+
+/// The requesters allowed to write protected policy ConfigMaps, to `exec`,
+/// `attach` or `port-forward` into injected sidecars. A ServiceAccount of
+/// the object's own namespace never is, whatever is listed here: the agents
+/// of that namespace run as those. Default: the group `system:masters`
+/// (cluster administrators, who could remove the webhook anyway).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PolicyAuthors {
+    /// User names, exactly as the API server authenticates them
+    /// (`alice@example.com`, `system:serviceaccount:gitops:argocd`).
+    pub users: Vec<String>,
+    /// Groups, exactly as the API server authenticates them
+    /// (`platform-security`).
+    pub groups: Vec<String>,
+}
+
+impl Default for PolicyAuthors {
+    fn default() -> Self {
+        PolicyAuthors {
+            users: Vec::new(),
+            groups: vec!["system:masters".to_owned()],
+        }
+    }
 }
 
 impl Default for InjectionConfig {
@@ -133,6 +161,7 @@ impl Default for InjectionConfig {
             default_action_policy: None,
             audit_spool_size: quantity("512Mi"),
             sidecar_config: None,
+            policy_authors: PolicyAuthors::default(),
         }
     }
 }
@@ -234,6 +263,20 @@ impl InjectionConfig {
                 "defaultActionPolicy",
                 format!("{name:?} is not a ConfigMap name"),
             );
+        }
+        for (field, list) in [
+            ("policyAuthors.users", &self.policy_authors.users),
+            ("policyAuthors.groups", &self.policy_authors.groups),
+        ] {
+            if let Some(bad) = list
+                .iter()
+                .find(|n| n.trim().is_empty() || n.trim() != n.as_str())
+            {
+                return invalid(
+                    field,
+                    format!("{bad:?} is not a name: no empty entries, no surrounding spaces"),
+                );
+            }
         }
         if self.audit_spool_size.0.trim().is_empty() {
             return invalid("auditSpoolSize", "must not be empty".to_owned());

@@ -5,6 +5,9 @@
 /// Namespace or pod label turning injection on (`enabled`), off
 /// (`disabled`), or, on a namespace, on without opt-out (`enforced`).
 pub const LABEL_INJECT: &str = "tollgate.dev/inject";
+/// ConfigMap label marking a policy (ActionPolicy, OSSA manifest, sidecar
+/// config) only policy authors may write.
+pub const LABEL_POLICY: &str = "tollgate.dev/policy";
 /// Pod annotation naming the ConfigMap with the pod's ActionPolicy.
 pub const ANNOTATION_ACTION_POLICY: &str = "tollgate.dev/action-policy";
 /// Pod annotation naming the ConfigMap with the pod's OSSA agent manifest.

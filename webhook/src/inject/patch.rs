@@ -53,6 +53,27 @@ pub fn compute(pod: &Value, spec: &PodSpec, template: &Template) -> Patch {
     patch
 }
 
+/// The patch of a `pods/ephemeralcontainers` UPDATE: every ephemeral
+/// container that is new (not in `old`) gets the agents' environment and
+/// trust mount, like any agent. Containers already in the pod are left
+/// alone: the API server refuses changes to them.
+pub fn ephemeral(spec: &PodSpec, old: Option<&PodSpec>, template: &Template) -> Patch {
+    let mut patch = Patch::default();
+    let existing: Vec<&str> = old
+        .and_then(|o| o.ephemeral_containers.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    for (i, e) in spec.ephemeral_containers.iter().flatten().enumerate() {
+        if !existing.contains(&e.name.as_str()) {
+            let c = super::bypass::as_container(e);
+            agent("ephemeralContainers", i, &c, template, &mut patch);
+        }
+    }
+    patch
+}
+
 fn annotations(pod: &Value, template: &Template, patch: &mut Patch) {
     let current = pod
         .pointer("/metadata/annotations")
