@@ -1,7 +1,7 @@
 # Mirrors CI. `make test` is what CI runs (through .ci/run).
 CARGO ?= cargo
 
-.PHONY: test test-deps fmt lint bench fuzz run
+.PHONY: test test-deps fmt lint bench fuzz run image manifests
 
 ## Install what the end-to-end tests talk to, then run every test.
 test: test-deps
@@ -23,3 +23,16 @@ bench:
 ## The embedded default: generated certificates, built-in policies.
 run:
 	$(CARGO) run --release -- webhook
+
+## The container image, with buildah (no daemon): localhost/tollgate:dev.
+## IMAGE_MODE=--online builds from the Containerfile (needs the base images'
+## registries); --offline assembles the same layout from this machine's files;
+## the default tries online, then offline.
+IMAGE ?= localhost/tollgate:dev
+IMAGE_MODE ?=
+image:
+	scripts/build-image --image $(IMAGE) $(IMAGE_MODE)
+
+## deploy/tollgate.yaml: the chart rendered by real Helm with default values.
+manifests:
+	scripts/render-manifests
