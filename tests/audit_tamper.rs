@@ -696,3 +696,39 @@ fn a_checkpoint_exported_to_a_siem_serves_as_an_anchor() {
         &["signature does not verify"],
     );
 }
+
+#[test]
+fn the_complete_example_in_the_format_document_verifies() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/audit-format.md"))
+            .unwrap();
+    let section = &doc[doc.find("## 8. A complete example").unwrap()..];
+    let blocks: Vec<&str> = section
+        .split("```text\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").unwrap()])
+        .collect();
+    let (segment_text, key_text) = (blocks[0], blocks[1]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    std::fs::create_dir_all(dir.join("segments")).unwrap();
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    let seg = dir.join("segments/seg-00000000000000000001.jsonl");
+    std::fs::write(&seg, segment_text).unwrap();
+    std::fs::write(dir.join("keys/e744c0791320c328.pub"), key_text).unwrap();
+    let head = format!("{}\n", segment_text.lines().nth(2).unwrap());
+    std::fs::write(dir.join("head.json"), head).unwrap();
+    let (code, report) = verify(&dir, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["checkpoints"], 1, "{report:#}");
+    let (code, out) = python_verify(&dir, &[]);
+    assert_eq!(code, 0, "{out}");
+    // The hash the text works out by hand is the first record's.
+    let first =
+        record::parse::<EventHead>(segment_text.lines().next().unwrap().as_bytes()).unwrap();
+    assert!(section.contains(&record::hex(&first.hash)));
+    // And one edited byte is caught by both.
+    std::fs::write(&seg, segment_text.replacen("tool-1", "tool-2", 1)).unwrap();
+    assert_eq!(verify(&dir, &[]).0, 1);
+    assert_eq!(python_verify(&dir, &[]).0, 1);
+}
