@@ -29,7 +29,10 @@ fn base() -> &'static Path {
         let tmp = tempfile::tempdir().unwrap();
         let config = write_config(
             tmp.path(),
-            "journal: {maxRecordBytes: 16KiB}\nsegment: {maxBytes: 64KiB}\ncheckpoint: {everyRecords: 50}",
+            &format!(
+                "journal: {{maxRecordBytes: 16KiB}}\nsegment: {{maxBytes: 64KiB}}\ncheckpoint: {{everyRecords: 50}}\nanchor: {{file: {}}}",
+                tmp.path().join("anchor.json").display()
+            ),
         );
         let mut run = Loadgen::spawn(&[
             tmp.path().join("journal").to_str().unwrap(),
@@ -50,7 +53,44 @@ fn journal() -> (tempfile::TempDir, PathBuf) {
     copy_dir(&base().join("journal"), &dir);
     let (code, report) = verify(&dir, &[]);
     assert_eq!(code, 0, "the untouched copy verifies: {report:#}");
+    let (code, out) = python_verify(&dir, &[]);
+    assert_eq!(code, 0, "the independent verifier agrees: {out}");
     (tmp, dir)
+}
+
+/// Runs the independent verifier (`tests/python/verify_journal.py`,
+/// written from `docs/audit-format.md`): exit code and output.
+fn python_verify(dir: &Path, extra: &[&str]) -> (i32, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/verify_journal.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .args(extra)
+        .output()
+        .expect("python3 runs");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Asserts the independent verifier finds `dir` tampered, with and
+/// without the trusted public key.
+fn assert_python_tampered(dir: &Path, extra: &[&str]) {
+    let key = public_key();
+    for keys in [vec![], vec!["--public-key", key.as_str()]] {
+        let mut args: Vec<&str> = keys.clone();
+        args.extend_from_slice(extra);
+        let (code, out) = python_verify(dir, &args);
+        assert_eq!(
+            code, 1,
+            "the independent verifier must agree ({args:?}): {out}"
+        );
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -135,6 +175,7 @@ fn assert_first(
 ) {
     let (code, report) = verify(dir, &[]);
     assert_eq!(code, 1, "tampering must be detected: {report:#}");
+    assert_python_tampered(dir, &[]);
     let first = &report["problems"][0];
     assert_eq!(first["segment"], segment, "{report:#}");
     assert_eq!(first["offset"], offset, "{report:#}");
@@ -289,6 +330,7 @@ fn tail_truncation_before_the_last_checkpoint_is_detected() {
         write(&seg, &content[..cut]);
         let (code, report) = verify(&dir, &[]);
         assert_eq!(code, 1, "{report:#}");
+        assert_python_tampered(&dir, &[]);
         let first = &report["problems"][0];
         assert_eq!(first["segment"], "head.json", "{report:#}");
         assert!(
@@ -386,4 +428,307 @@ fn an_unreadable_journal_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("UNREADABLE"));
+}
+
+/// The base journal's public key, as a verifier would hold it.
+fn public_key() -> String {
+    base().join("state/audit-signing.pub").display().to_string()
+}
+
+/// A copy of the base journal's external anchor, beside the journal.
+fn anchor(dir: &Path) -> PathBuf {
+    let path = dir.parent().unwrap().join("anchor.json");
+    std::fs::copy(base().join("anchor.json"), &path).unwrap();
+    path
+}
+
+/// Asserts `verify` exits 1 with a problem whose reason contains one of
+/// `reasons`, trusting the journal's keys and trusting only the given key.
+fn assert_tampered(dir: &Path, extra: &[&str], reasons: &[&str]) {
+    let key = public_key();
+    for keys in [vec![], vec!["--public-key", key.as_str()]] {
+        let mut args: Vec<&str> = keys.clone();
+        args.extend_from_slice(extra);
+        let (code, report) = verify(dir, &args);
+        assert_eq!(code, 1, "tampering must be detected ({args:?}): {report:#}");
+        let found = report["problems"].as_array().unwrap().iter().any(|p| {
+            let reason = p["reason"].as_str().unwrap();
+            reasons.iter().any(|r| reason.contains(r))
+        });
+        assert!(found, "expected one of {reasons:?} ({args:?}): {report:#}");
+    }
+    assert_python_tampered(dir, extra);
+}
+
+/// Starts a writer on `dir` (with the base journal's key) and stops it.
+fn restart_writer(dir: &Path, config: Option<&Path>) {
+    let state = base().join("state");
+    let mut args = vec![
+        dir.to_str().unwrap().to_owned(),
+        "--state-dir".into(),
+        state.to_str().unwrap().to_owned(),
+        "--count".into(),
+        "0".into(),
+    ];
+    if let Some(config) = config {
+        args.push("--config".into());
+        args.push(config.to_str().unwrap().to_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut run = Loadgen::spawn(&args);
+    assert!(run.finish(Duration::from_secs(60)).success());
+}
+
+/// Appends a journal notice, chained after the last record of `seg`, as an
+/// attacker who knows the format but not the signing key would.
+fn append_forged_notice(seg: &SegmentFile, verb: &str, attributes: serde_json::Value) {
+    let mut content = read(seg);
+    let ls = lines(&content);
+    let last = record::parse::<EventHead>(&ls.last().unwrap().1).unwrap();
+    let event = tollgate_audit::Event::notice(
+        verb,
+        "forged",
+        tollgate_audit::Outcome::Allow,
+        tollgate_audit::Priority::Observe,
+        "records acknowledged by every exporter: removed from the live journal".into(),
+        attributes.as_object().unwrap().clone(),
+    );
+    let json = serde_json::to_vec(&event).unwrap();
+    record::encode_event(
+        &mut content,
+        last.envelope.seq + 1,
+        &last.envelope.time,
+        &last.hash,
+        &json,
+    );
+    write(seg, &content);
+}
+
+/// Cuts the live segment back by `records` whole records.
+fn cut_live(dir: &Path, records: usize) -> SegmentFile {
+    let seg = segments(dir).last().unwrap().clone();
+    let content = read(&seg);
+    let ls = lines(&content);
+    let cut = ls[ls.len() - records].0 as usize;
+    write(&seg, &content[..cut]);
+    seg
+}
+
+#[test]
+fn a_writer_restart_does_not_launder_a_cut_tail() {
+    for torn in [false, true] {
+        let (_tmp, dir) = journal();
+        let seg = cut_live(&dir, 3);
+        if torn {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&seg.path)
+                .unwrap();
+            f.write_all(b"{\"seq\":").unwrap();
+        }
+        assert_tampered(&dir, &[], &["cut from the end"]);
+        restart_writer(&dir, None);
+        assert_tampered(&dir, &[], &["cut from the end"]);
+        // And again after a second restart: the incident is never erased.
+        restart_writer(&dir, None);
+        assert_tampered(&dir, &[], &["cut from the end"]);
+    }
+}
+
+#[test]
+fn a_writer_restart_records_a_cut_hidden_by_deleting_head_json_when_anchored() {
+    let (tmp, dir) = journal();
+    let anchor = anchor(&dir);
+    cut_live(&dir, 3);
+    std::fs::remove_file(dir.join("head.json")).unwrap();
+    let config = write_config(
+        tmp.path(),
+        &format!("anchor: {{file: {}}}", anchor.display()),
+    );
+    restart_writer(&dir, Some(&config));
+    assert_tampered(&dir, &[], &["cut from the end"]);
+}
+
+/// Real boundary hashes of a sealed segment, as a deletion notice holds
+/// them.
+fn deletion_attributes(seg: &SegmentFile) -> serde_json::Value {
+    let summary = segment::summarize(seg).unwrap().unwrap();
+    serde_json::json!({
+        "segment": seg.path.file_name().unwrap().to_string_lossy(),
+        "firstSeq": summary.first_seq,
+        "lastSeq": summary.last_seq,
+        "firstPrev": summary.first_prev,
+        "lastHash": summary.last_hash,
+        "events": summary.events,
+        "archived": false,
+        "acknowledged": {"siem": 1_000_000_000u64},
+    })
+}
+
+#[test]
+fn a_forged_segment_deleted_notice_is_not_trusted() {
+    let (_tmp, dir) = journal();
+    let segs = segments(&dir);
+    let attributes = deletion_attributes(&segs[2]);
+    std::fs::remove_file(&segs[2].path).unwrap();
+    append_forged_notice(segs.last().unwrap(), "segment-deleted", attributes);
+    assert_tampered(
+        &dir,
+        &[],
+        &["no retention or loss record accounts for them"],
+    );
+    // A writer restarted on it signs the forged notice along with the
+    // records it adopts, but not at once: it still does not count.
+    restart_writer(&dir, None);
+    assert_tampered(
+        &dir,
+        &[],
+        &["no retention or loss record accounts for them"],
+    );
+}
+
+#[test]
+fn a_fake_coverage_range_does_not_disable_the_truncation_check() {
+    for verb in ["segment-deleted", "segment-dropped", "archive-expired"] {
+        let (_tmp, dir) = journal();
+        let seg = cut_live(&dir, 3);
+        let cut_at = segment::summarize(&seg).unwrap().unwrap().last_seq;
+        append_forged_notice(
+            &seg,
+            verb,
+            serde_json::json!({
+                "firstSeq": cut_at + 2,
+                "lastSeq": 1_000_000_000u64,
+                "firstPrev": "0".repeat(64),
+                "lastHash": "0".repeat(64),
+                "acknowledged": {"siem": 1_000_000_000u64},
+            }),
+        );
+        assert_tampered(&dir, &[], &["cut from the end"]);
+    }
+}
+
+#[test]
+fn an_intact_journal_verifies_against_its_anchor() {
+    let (_tmp, dir) = journal();
+    let anchor = anchor(&dir);
+    let (code, report) = verify(&dir, &["--anchor", anchor.to_str().unwrap()]);
+    assert_eq!(code, 0, "{report:#}");
+    let (code, out) = python_verify(&dir, &["--anchor", anchor.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    // The anchor is the latest checkpoint, as head.json holds it.
+    assert_eq!(
+        std::fs::read(&anchor).unwrap(),
+        std::fs::read(dir.join("head.json")).unwrap()
+    );
+}
+
+#[test]
+fn a_cut_past_the_last_checkpoint_with_head_json_deleted_fails_against_the_anchor() {
+    let (_tmp, dir) = journal();
+    let anchor = anchor(&dir);
+    cut_live(&dir, 3);
+    std::fs::remove_file(dir.join("head.json")).unwrap();
+    // Locally only a note...
+    let (code, report) = verify(&dir, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    // ...but the anchor proves the cut.
+    assert_tampered(
+        &dir,
+        &["--anchor", anchor.to_str().unwrap()],
+        &["cut from the end"],
+    );
+}
+
+#[test]
+fn a_dropped_last_segment_with_an_older_head_fails_against_the_anchor() {
+    let (_tmp, dir) = journal();
+    let anchor = anchor(&dir);
+    let segs = segments(&dir);
+    let live = segs.last().unwrap();
+    std::fs::remove_file(&live.path).unwrap();
+    // The previous segment's sealing checkpoint becomes head.json.
+    let sealed = lines(&read(&segs[segs.len() - 2]));
+    let mut head = sealed.last().unwrap().1.clone();
+    head.push(b'\n');
+    std::fs::write(dir.join("head.json"), head).unwrap();
+    let (code, report) = verify(&dir, &[]);
+    assert_eq!(code, 0, "locally consistent: {report:#}");
+    assert_tampered(
+        &dir,
+        &["--anchor", anchor.to_str().unwrap()],
+        &["cut from the end"],
+    );
+}
+
+#[test]
+fn a_checkpoint_exported_to_a_siem_serves_as_an_anchor() {
+    let (tmp, dir) = journal();
+    let out = std::process::Command::new(tollgate())
+        .args(["audit", "tail", "--format", "json", "-n", "100000000"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let exported = text
+        .lines()
+        .rfind(|l| l.contains("\"verb\":\"checkpoint\""))
+        .expect("checkpoints are exported")
+        .to_owned();
+    let anchor = tmp.path().join("siem-checkpoint.json");
+    std::fs::write(&anchor, &exported).unwrap();
+    let (code, report) = verify(&dir, &["--anchor", anchor.to_str().unwrap()]);
+    assert_eq!(code, 0, "{report:#}");
+    cut_live(&dir, 3);
+    std::fs::remove_file(dir.join("head.json")).unwrap();
+    assert_tampered(
+        &dir,
+        &["--anchor", anchor.to_str().unwrap()],
+        &["cut from the end"],
+    );
+    // An altered exported checkpoint is refused.
+    let forged = exported.replacen("\"headSeq\":", "\"headSeq\":1", 1);
+    std::fs::write(&anchor, forged).unwrap();
+    assert_tampered(
+        &dir,
+        &["--anchor", anchor.to_str().unwrap()],
+        &["signature does not verify"],
+    );
+}
+
+#[test]
+fn the_complete_example_in_the_format_document_verifies() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/audit-format.md"))
+            .unwrap();
+    let section = &doc[doc.find("## 8. A complete example").unwrap()..];
+    let blocks: Vec<&str> = section
+        .split("```text\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").unwrap()])
+        .collect();
+    let (segment_text, key_text) = (blocks[0], blocks[1]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    std::fs::create_dir_all(dir.join("segments")).unwrap();
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    let seg = dir.join("segments/seg-00000000000000000001.jsonl");
+    std::fs::write(&seg, segment_text).unwrap();
+    std::fs::write(dir.join("keys/e744c0791320c328.pub"), key_text).unwrap();
+    let head = format!("{}\n", segment_text.lines().nth(2).unwrap());
+    std::fs::write(dir.join("head.json"), head).unwrap();
+    let (code, report) = verify(&dir, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["checkpoints"], 1, "{report:#}");
+    let (code, out) = python_verify(&dir, &[]);
+    assert_eq!(code, 0, "{out}");
+    // The hash the text works out by hand is the first record's.
+    let first =
+        record::parse::<EventHead>(segment_text.lines().next().unwrap().as_bytes()).unwrap();
+    assert!(section.contains(&record::hex(&first.hash)));
+    // And one edited byte is caught by both.
+    std::fs::write(&seg, segment_text.replacen("tool-1", "tool-2", 1)).unwrap();
+    assert_eq!(verify(&dir, &[]).0, 1);
+    assert_eq!(python_verify(&dir, &[]).0, 1);
 }

@@ -81,6 +81,21 @@ pub struct AuditConfig {
     pub redaction: RedactionSettings,
     /// SIEM exporters, each with its own durable cursor.
     pub exporters: Vec<ExporterConfig>,
+    /// An external anchor: where the latest signed checkpoint is published
+    /// outside the journal's volume (off when absent).
+    pub anchor: Option<AnchorSettings>,
+}
+
+/// The external anchor: a copy of the latest signed checkpoint, written
+/// after each checkpoint to a place an insider with write access to the
+/// journal's volume cannot rewrite (another volume, an object-store
+/// mount). `tollgate audit verify --anchor FILE` checks a journal against
+/// it; a writer starting on a journal shorter than it records the cut.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnchorSettings {
+    /// The anchor file (replaced atomically; its directory must exist).
+    pub file: PathBuf,
 }
 
 /// Group commit and bounds of the writer.

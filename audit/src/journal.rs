@@ -190,7 +190,7 @@ impl Journal {
             .map(|p| (p.kind.clone(), p.regex.clone()))
             .collect();
         let redactor = Redactor::new(&extra)?;
-        let recovered = recover::recover(&dir)?;
+        let recovered = recover::recover(&dir, config.anchor.as_ref().map(|a| a.file.as_path()))?;
         metrics.tail_cuts.inc_by(recovered.tail_cuts);
         metrics
             .spool_limit_bytes

@@ -13,16 +13,24 @@
 //!   the first record out of place (sequence numbers and `prev` links);
 //! - **a deleted segment** is detected unless the chain itself records its
 //!   deletion (retention after export, a drop at the spool cap, archive
-//!   expiry) with matching boundary hashes; a segment renamed, or truncated
-//!   before its sealing checkpoint, is detected;
+//!   expiry) with matching boundary hashes, in a notice that the very next
+//!   record — a checkpoint — signs; a `segment-deleted` notice must also
+//!   show every exporter's acknowledgement of the deleted records. Unsigned
+//!   or forged notices, and ranges that match no real gap, account for
+//!   nothing. A segment renamed, or truncated before its sealing
+//!   checkpoint, is detected;
 //! - **tail truncation** back to or before the latest checkpoint is detected
-//!   through `head.json`, the signed copy of that checkpoint. Records written
-//!   after the latest checkpoint (at most `checkpoint.everyRecords` records
-//!   or `checkpoint.interval` of time) can be cut at a record boundary
-//!   without local evidence; they are still in every SIEM the exporters
-//!   reached, and the exported checkpoints let the SIEM side prove the
-//!   journal's head. An incomplete final line is reported as a torn write
-//!   (a crash or a write in progress), not as tampering.
+//!   through `head.json`, the signed copy of that checkpoint, and for ever
+//!   once a writer restarted on the cut journal (it records a `tail-cut`
+//!   incident with `tampering: true`). Records written after the latest
+//!   checkpoint (at most `checkpoint.everyRecords` records or
+//!   `checkpoint.interval` of time) can be cut at a record boundary without
+//!   local evidence; an incomplete final line is reported as a torn write
+//!   (a crash or a write in progress), not as tampering;
+//! - **truncation hidden locally** (`head.json` deleted or replaced by an
+//!   older checkpoint, the last segments dropped) is detected with an
+//!   external anchor (`--anchor`): a checkpoint published outside the
+//!   volume (`anchor.file`) or exported to a SIEM.
 //!
 //! Against someone holding the signing key and write access to every copy,
 //! local files prove nothing; keep the key in a Secret the node cannot
@@ -44,6 +52,7 @@ use crate::journal::{HEAD_FILE, KEYS_DIR};
 use crate::keys::VerifyingKey;
 use crate::record::{self, GENESIS, RecordError};
 
+pub(crate) mod anchor;
 mod chain;
 #[cfg(test)]
 mod tests;
@@ -136,6 +145,9 @@ pub struct VerifyOptions {
     /// Trusted public keys; when empty, the keys stored in the journal
     /// (and archive) `keys/` directories are used.
     pub public_keys: Vec<VerifyingKey>,
+    /// External anchors (`--anchor`): checkpoints published outside the
+    /// journal's volume; the journal must reach and contain each.
+    pub anchors: Vec<PathBuf>,
 }
 
 /// A segment to read and where it comes from.
@@ -278,6 +290,19 @@ fn verify_once(options: &VerifyOptions) -> Result<Report, Vanished> {
     let plan = plan(&live, &archived);
     let mut chain = Chain::new(keys, archive.is_some());
     chain.notes.append(&mut notes);
+    for path in &options.anchors {
+        match std::fs::read(path) {
+            Ok(bytes) => chain.expect(&format!("anchor {}", path.display()), &bytes),
+            Err(e) => return Ok(unreadable(format!("{}: {e}", path.display()))),
+        }
+    }
+    let head = match head {
+        Ok(bytes) => {
+            chain.expect(HEAD_FILE, &bytes);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
     let last_index = plan.len().saturating_sub(1);
     for (index, planned) in plan.iter().enumerate() {
         if let Err(e) = read_segment(&mut chain, index, planned, index == last_index) {
@@ -313,7 +338,7 @@ fn verify_once(options: &VerifyOptions) -> Result<Report, Vanished> {
         }
     }
     match head {
-        Ok(bytes) => chain.check_head(&bytes, plan.len()),
+        Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if chain.checkpoints > 0 {
                 chain.notes.push(format!(

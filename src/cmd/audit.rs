@@ -50,6 +50,11 @@ pub struct VerifyArgs {
     /// The archive directory (default: the one the journal records).
     #[arg(long, value_name = "DIR")]
     pub archive: Option<PathBuf>,
+    /// An external anchor: a checkpoint published outside the journal's
+    /// volume (the `anchor.file` copy, or a `checkpoint` notice exported to
+    /// a SIEM). The journal must reach it and contain it. Repeatable.
+    #[arg(long = "anchor", value_name = "FILE")]
+    pub anchors: Vec<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: ReportFormat,
@@ -162,6 +167,7 @@ fn verify(args: &VerifyArgs) -> ExitCode {
         dir: args.dir.clone(),
         archive: args.archive.clone(),
         public_keys: keys,
+        anchors: args.anchors.clone(),
     });
     match args.format {
         ReportFormat::Json => {

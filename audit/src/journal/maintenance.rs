@@ -98,19 +98,18 @@ impl Maintenance {
         let Some(line) = self.head.take() else {
             return;
         };
-        let dir = &self.shared.dir;
-        let path = dir.join(HEAD_FILE);
-        let tmp = dir.join(format!(".{HEAD_FILE}.tmp"));
-        let result = (|| -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&line)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            segment::sync_dir(dir)
-        })();
-        if let Err(e) = result {
-            tracing::error!(path = %path.display(), "cannot update the head checkpoint: {e}");
+        let mut targets = vec![self.shared.dir.join(HEAD_FILE)];
+        if let Some(anchor) = &self.shared.config.anchor {
+            targets.push(anchor.file.clone());
+        }
+        let mut failed = false;
+        for path in targets {
+            if let Err(e) = write_atomic(&path, &line) {
+                tracing::error!(path = %path.display(), "cannot update the head checkpoint: {e}");
+                failed = true;
+            }
+        }
+        if failed {
             // Retry with the next checkpoint (or this one if none comes).
             self.head.get_or_insert(line);
         }
@@ -281,6 +280,17 @@ impl Maintenance {
                 "archived".into(),
                 json!(self.shared.config.archive.is_some()),
             );
+            // The export state that allows the deletion, signed with it.
+            let cursors = &self.shared.cursors;
+            let acknowledged: Map<String, Value> = cursors
+                .names()
+                .map(|n| (n.to_owned(), json!(cursors.get(n))))
+                .collect();
+            attributes.insert("acknowledged".into(), Value::Object(acknowledged));
+            attributes.insert(
+                "minimumAge".into(),
+                json!(self.shared.config.retention.minimum_age.to_string()),
+            );
         }
         let carried = segment::merge_ranges(summary.covers.clone());
         if !carried.is_empty() {
@@ -356,6 +366,26 @@ impl Maintenance {
             tracing::error!("a maintenance notice could not be written: {e}");
         }
     }
+}
+
+/// Replaces `path` by `line` and a newline: written to a temporary file
+/// beside it, fsync'd, renamed over it, the directory fsync'd.
+fn write_atomic(path: &std::path::Path, line: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(line)?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    segment::sync_dir(&dir)
 }
 
 fn spool_notice(full: bool, spool: u64, cap: u64, refused: u64, behind: &[(String, u64)]) -> Event {

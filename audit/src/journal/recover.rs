@@ -41,8 +41,157 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> E
     move |e| Error::io(what, path, e)
 }
 
-/// Recovers the journal in `dir` (segments under `dir/segments`).
-pub(crate) fn recover(dir: &Path) -> Result<Recovered, Error> {
+/// Recovers the journal in `dir` (segments under `dir/segments`), then
+/// compares the chain with the signed checkpoints kept apart from it
+/// (`head.json`, the external anchor): a chain that no longer reaches or
+/// contains them was cut or rewritten, which no crash explains. The writer
+/// records that as a `tail-cut` incident (`tampering: true`) that
+/// verification reports for ever, and continues: refusing to start would
+/// stop every admission and agent action, and the incident cannot be
+/// erased without breaking the chain or a later signed checkpoint.
+pub(crate) fn recover(dir: &Path, anchor: Option<&Path>) -> Result<Recovered, Error> {
+    let mut out = recover_chain(dir)?;
+    let mut sources = vec![("head.json".to_owned(), dir.join(super::HEAD_FILE))];
+    if let Some(anchor) = anchor {
+        sources.push((format!("anchor {}", anchor.display()), anchor.to_owned()));
+    }
+    let keys = known_keys(dir);
+    for (source, path) in sources {
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("reading", &path, e)),
+        };
+        if let Some(incident) = compare_signed(dir, &source, &bytes, &keys, &out)? {
+            out.notices.push(incident);
+            out.tail_cuts += 1;
+        }
+    }
+    if out.since_checkpoint > 0 {
+        let first = out.head_seq.saturating_sub(out.since_checkpoint) + 1;
+        let mut attributes = Map::new();
+        attributes.insert("firstSeq".into(), json!(first));
+        attributes.insert("lastSeq".into(), json!(out.head_seq));
+        out.notices.push(Event::notice(
+            "unsigned-tail",
+            "journal",
+            Outcome::Warn,
+            Priority::P2Log,
+            format!(
+                "records {first}..{} were written after the last signed checkpoint before an unclean stop; they are signed from here on",
+                out.head_seq
+            ),
+            attributes,
+        ));
+    }
+    Ok(out)
+}
+
+/// Every public key in `dir/keys` (unreadable files are skipped).
+fn known_keys(dir: &Path) -> Vec<crate::keys::VerifyingKey> {
+    let Ok(entries) = std::fs::read_dir(dir.join(super::KEYS_DIR)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("pub"))
+        .filter_map(|p| crate::keys::VerifyingKey::load(&p).ok())
+        .collect()
+}
+
+/// The incident to record when the chain does not bear out the signed
+/// checkpoint `bytes` from `source`.
+fn compare_signed(
+    dir: &Path,
+    source: &str,
+    bytes: &[u8],
+    keys: &[crate::keys::VerifyingKey],
+    out: &Recovered,
+) -> Result<Option<Event>, Error> {
+    let mut attributes = Map::new();
+    attributes.insert("tampering".into(), json!(true));
+    attributes.insert("source".into(), json!(source));
+    attributes.insert("chainHeadSeq".into(), json!(out.head_seq));
+    attributes.insert("chainHeadHash".into(), json!(record::hex(&out.head_hash)));
+    let incident = |attributes: Map<String, Value>, reason: String| {
+        tracing::error!(source, "{reason}");
+        Event::notice(
+            "tail-cut",
+            source,
+            Outcome::Warn,
+            Priority::P0Escalate,
+            reason,
+            attributes,
+        )
+    };
+    let statement = match crate::verify::anchor::parse(bytes) {
+        Ok(s) => s,
+        Err(reason) => {
+            return Ok(Some(incident(
+                attributes,
+                format!(
+                    "{source} is not a signed checkpoint ({reason}): the journal's signed head was replaced"
+                ),
+            )));
+        }
+    };
+    if let Err(reason) = crate::verify::signature_ok(keys, &statement.checkpoint) {
+        return Ok(Some(incident(attributes, format!("{source}: {reason}"))));
+    }
+    let cp = &statement.checkpoint;
+    let mut claims = Vec::new();
+    if let Some(h) = record::unhex(cp.head_hash.as_bytes()) {
+        claims.push((cp.head_seq, h));
+    }
+    claims.extend(statement.record);
+    for (seq, hash) in claims {
+        attributes.insert("signedSeq".into(), json!(seq));
+        attributes.insert("signedHash".into(), json!(record::hex(&hash)));
+        if seq > out.head_seq {
+            return Ok(Some(incident(
+                attributes,
+                format!(
+                    "the journal ends at record {}, but {source} holds a signed checkpoint reaching record {seq}: records {}..{seq} were cut from the end while no writer ran",
+                    out.head_seq,
+                    out.head_seq + 1
+                ),
+            )));
+        }
+        match hash_at(dir, seq)? {
+            Some(found) if found != hash => {
+                return Ok(Some(incident(
+                    attributes,
+                    format!(
+                        "record {seq} is not the one {source} holds a signed checkpoint for: the chain was cut and rewritten while no writer ran"
+                    ),
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+/// The hash of record `seq`, if a segment holds it.
+fn hash_at(dir: &Path, seq: u64) -> Result<Option<Hash>, Error> {
+    let seg_dir = dir.join(segment::SEGMENTS_DIR);
+    let segments = segment::list(&seg_dir).map_err(io_err("listing", &seg_dir))?;
+    let Some(seg) = segments.iter().rev().find(|s| s.first_seq <= seq) else {
+        return Ok(None);
+    };
+    let mut lines = Lines::new(segment::open(seg).map_err(io_err("reading", &seg.path))?, 0);
+    while let Some(line) = lines.next_line().map_err(io_err("reading", &seg.path))? {
+        if let Ok(parsed) = record::parse::<EventHead>(&line.bytes)
+            && parsed.envelope.seq == seq
+        {
+            return Ok(Some(parsed.hash));
+        }
+    }
+    Ok(None)
+}
+
+fn recover_chain(dir: &Path) -> Result<Recovered, Error> {
     let seg_dir = dir.join(segment::SEGMENTS_DIR);
     clean_temporaries(&seg_dir)?;
     let mut segments = segment::list(&seg_dir).map_err(io_err("listing", &seg_dir))?;

@@ -301,6 +301,9 @@ pub struct Summary {
 pub fn summarize(segment: &SegmentFile) -> io::Result<Option<Summary>> {
     let mut lines = Lines::new(open(segment)?, 0);
     let mut summary: Option<Summary> = None;
+    // A notice's ranges count only once the next record, a checkpoint,
+    // signs it (as verification requires).
+    let mut pending: Vec<CoverRange> = Vec::new();
     while let Some(line) = lines.next_line()? {
         if !line.complete {
             break;
@@ -317,11 +320,14 @@ pub fn summarize(segment: &SegmentFile) -> io::Result<Option<Summary>> {
         s.last_hash = record::hex(&parsed.hash);
         s.last_time = Some(parsed.envelope.time.clone());
         s.sealed = parsed.envelope.checkpoint.as_ref().is_some_and(|c| c.seal);
+        if parsed.envelope.checkpoint.is_some() {
+            s.covers.append(&mut pending);
+        }
+        pending.clear();
         if let Some(event) = parsed.envelope.event {
             if event.source == "journal" {
                 s.notices += 1;
-                s.covers
-                    .extend(notice_ranges(&event.action.verb, &event.action.attributes));
+                pending = notice_ranges(&event.action.verb, &event.action.attributes);
                 continue;
             }
             s.events += 1;

@@ -270,6 +270,11 @@ impl Writer {
                 Command::Notice(event, done) => {
                     let json = serde_json::to_vec(&event).unwrap_or_default();
                     self.encode_event(&time, &json);
+                    // Every notice is signed at once, by the very next
+                    // record: verification trusts no notice that is not
+                    // (an attacker can append a well-chained notice, not
+                    // sign it).
+                    self.encode_checkpoint(&time, "notice", false);
                     notices += 1;
                     if let Some(done) = done {
                         acks.push((done, Instant::now()));

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::{Problem, Report, Verdict, describe, salvage, signature_ok};
+use super::{Problem, Report, Verdict, anchor, describe, salvage, signature_ok};
 use crate::journal::segment::{Line, notice_ranges};
 use crate::keys::VerifyingKey;
 use crate::record::{self, GENESIS, Hash};
@@ -30,6 +30,32 @@ struct Coverage {
     first_prev: Hash,
     last_hash: Hash,
     cover: Cover,
+}
+
+/// A record some signed statement (`head.json`, an external anchor, a
+/// checkpoint) says the chain holds.
+#[derive(Debug, Clone)]
+struct Expected {
+    /// Where the statement comes from, for reports (`head.json`, the anchor).
+    source: String,
+    /// The record's sequence number.
+    seq: u64,
+    /// Its hash.
+    hash: Hash,
+    /// `Some(true)` once found with that hash, `Some(false)` once found with
+    /// another.
+    found: Option<bool>,
+    /// What the statement claims, for reports.
+    what: String,
+}
+
+/// A journal notice waiting for the signed checkpoint that must follow it.
+#[derive(Debug, Clone)]
+struct Pending {
+    seq: u64,
+    hash: Hash,
+    verb: String,
+    coverage: Vec<Coverage>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +88,9 @@ pub struct Chain {
     pub(crate) notes: Vec<String>,
     gaps: Vec<Gap>,
     coverage: Vec<Coverage>,
+    pending: Option<Pending>,
+    expected: Vec<Expected>,
+    resolved: Vec<(u64, u64)>,
     seg_index: usize,
     seg_display: String,
     seg_first: u64,
@@ -90,6 +119,9 @@ impl Chain {
             notes: Vec::new(),
             gaps: Vec::new(),
             coverage: Vec::new(),
+            pending: None,
+            expected: Vec::new(),
+            resolved: Vec::new(),
             seg_index: 0,
             seg_display: String::new(),
             seg_first: 0,
@@ -218,6 +250,11 @@ impl Chain {
             );
         }
         self.link(line, seq, parsed.prev, id.clone(), first_in_segment);
+        for expected in self.expected.iter_mut().filter(|e| e.seq == seq) {
+            expected.found = Some(expected.hash == parsed.hash && expected.found != Some(false));
+        }
+        let pending = self.pending.take();
+        let mut confirmed = false;
         self.head = Some((seq, parsed.hash));
         self.first_seq.get_or_insert(seq);
         self.records += 1;
@@ -246,16 +283,32 @@ impl Chain {
                     self.last_checkpoint = Some(cp.head_seq);
                     self.since_checkpoint = 0;
                     self.checkpoint_records.insert(parsed.hash);
+                    if let Some(p) = &pending
+                        && p.seq == cp.head_seq
+                        && record::unhex(cp.head_hash.as_bytes()) == Some(p.hash)
+                    {
+                        self.coverage.extend(p.coverage.iter().cloned());
+                        confirmed = true;
+                    }
                 }
             }
             (None, Some(event)) => {
                 self.events += 1;
                 self.since_checkpoint += 1;
                 if event.source == "journal" {
-                    self.notice(seq, &event);
+                    self.notice(line.offset, seq, parsed.hash, &event);
                 }
             }
             (None, None) => {}
+        }
+        if let Some(p) = pending
+            && !confirmed
+            && !p.coverage.is_empty()
+        {
+            self.notes.push(format!(
+                "the {} notice at record {} is not followed by a signed checkpoint over it: the deletion it records is not trusted",
+                p.verb, p.seq
+            ));
         }
     }
 
@@ -335,19 +388,43 @@ impl Chain {
         }
     }
 
-    fn notice(&mut self, seq: u64, event: &EventNotice) {
+    fn notice(&mut self, offset: u64, seq: u64, hash: Hash, event: &EventNotice) {
         let reason = event.decision.reason.clone().unwrap_or_default();
         let verb = event.action.verb.as_str();
+        let attributes = &event.action.attributes;
         match verb {
             "segment-dropped" => self
                 .notes
                 .push(format!("LOSS recorded at record {seq}: {reason}")),
-            "tail-cut" | "spool-full" | "spool-available" | "signing-key-changed" => {
+            "tail-cut"
+                if attributes
+                    .get("tampering")
+                    .and_then(serde_json::Value::as_bool)
+                    == Some(true) =>
+            {
+                // Recorded by a writer that found the chain shorter than
+                // its last signed checkpoint: the cut is reported for ever,
+                // signed or not (a forged incident only makes things worse).
+                self.here(
+                    offset,
+                    Some(seq),
+                    Some(event.id.clone()),
+                    format!("records were cut from the end of the journal before a writer restarted (recorded at restart): {reason}"),
+                );
+            }
+            "tail-cut"
+            | "spool-full"
+            | "spool-available"
+            | "signing-key-changed"
+            | "unsigned-tail" => {
                 self.notes.push(format!("record {seq} ({verb}): {reason}"));
             }
             _ => {}
         }
-        for range in notice_ranges(verb, &event.action.attributes) {
+        let mut coverage = Vec::new();
+        let has_own = attributes.contains_key("firstSeq");
+        for (index, range) in notice_ranges(verb, attributes).into_iter().enumerate() {
+            let own = index == 0 && has_own;
             let cover = match range.cause.as_str() {
                 "segment-deleted" => Cover::Deleted {
                     archived: range.archived,
@@ -355,12 +432,20 @@ impl Chain {
                 "segment-dropped" => Cover::Dropped,
                 _ => Cover::Expired,
             };
+            if own && range.cause == "segment-deleted" && !acknowledged(attributes, range.last_seq)
+            {
+                self.notes.push(format!(
+                    "the segment-deleted notice at record {seq} does not show every exporter acknowledging records up to {}: the deletion it records is not trusted",
+                    range.last_seq
+                ));
+                continue;
+            }
             let hashes = (
                 record::unhex(range.first_prev.as_bytes()),
                 record::unhex(range.last_hash.as_bytes()),
             );
             if let (Some(first_prev), Some(last_hash)) = hashes {
-                self.coverage.push(Coverage {
+                coverage.push(Coverage {
                     first: range.first_seq,
                     last: range.last_seq,
                     first_prev,
@@ -369,6 +454,12 @@ impl Chain {
                 });
             }
         }
+        self.pending = Some(Pending {
+            seq,
+            hash,
+            verb: verb.to_owned(),
+            coverage,
+        });
     }
 
     /// Whether the chain accounts for the records `from..=to` between a
@@ -394,63 +485,97 @@ impl Chain {
         None
     }
 
-    /// Checks `head.json` (the latest signed checkpoint) against the chain.
-    pub(crate) fn check_head(&mut self, bytes: &[u8], segments: usize) {
-        let order = (segments, u64::MAX);
-        let line = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        let name = crate::journal::HEAD_FILE.to_owned();
-        let parsed = match record::parse::<NoticeHead>(line) {
-            Ok(p) => p,
-            Err(e) => {
-                self.problem(
-                    order,
-                    name,
-                    0,
-                    None,
-                    None,
-                    format!("unreadable or altered: {}", describe(&e)),
-                );
+    /// Registers a signed statement about the chain — `head.json` or an
+    /// external anchor (a checkpoint record line, or a checkpoint as
+    /// exported to a SIEM) — that the records read next must bear out.
+    /// Call it before feeding lines.
+    pub(crate) fn expect(&mut self, source: &str, bytes: &[u8]) {
+        let order = (usize::MAX, u64::MAX);
+        let statement = match anchor::parse(bytes) {
+            Ok(s) => s,
+            Err(reason) => {
+                self.problem(order, source.to_owned(), 0, None, None, reason);
                 return;
             }
         };
-        let Some(cp) = parsed.envelope.checkpoint.as_ref() else {
+        if let Err(reason) = signature_ok(&self.keys, &statement.checkpoint) {
             self.problem(
                 order,
-                name,
+                source.to_owned(),
                 0,
-                Some(parsed.envelope.seq),
+                statement.record.map(|r| r.0),
                 None,
-                "does not hold a checkpoint".into(),
+                reason,
+            );
+            return;
+        }
+        let cp = &statement.checkpoint;
+        let Some(head_hash) = record::unhex(cp.head_hash.as_bytes()) else {
+            self.problem(
+                order,
+                source.to_owned(),
+                0,
+                None,
+                None,
+                "the checkpoint's head hash is not 64 hex digits".into(),
             );
             return;
         };
-        if let Err(reason) = signature_ok(&self.keys, cp) {
-            self.problem(order, name, 0, Some(parsed.envelope.seq), None, reason);
-            return;
-        }
-        let seq = parsed.envelope.seq;
-        if self.checkpoint_records.contains(&parsed.hash) {
-            return;
-        }
-        let covered = self
-            .coverage
-            .iter()
-            .any(|c| c.first <= seq && seq <= c.last);
-        if covered {
-            return;
-        }
-        let head_seq = self.head.map_or(0, |h| h.0);
-        let reason = if seq > head_seq {
-            format!(
-                "the journal ends at record {head_seq}, but the signed head checkpoint is record {seq} (covering records up to {}): records were cut from the end",
+        self.expected.push(Expected {
+            source: source.to_owned(),
+            seq: cp.head_seq,
+            hash: head_hash,
+            found: None,
+            what: format!(
+                "the signed checkpoint in {source} covers records up to {}",
                 cp.head_seq
-            )
-        } else {
-            format!(
-                "the signed head checkpoint (record {seq}) is not in the chain: the chain was rewritten"
-            )
-        };
-        self.problem(order, name, 0, Some(seq), None, reason);
+            ),
+        });
+        if let Some((seq, hash)) = statement.record {
+            self.expected.push(Expected {
+                source: source.to_owned(),
+                seq,
+                hash,
+                found: None,
+                what: format!("{source} holds checkpoint record {seq}"),
+            });
+        }
+    }
+
+    fn check_expected(&mut self) {
+        let head_seq = self.head.map_or(0, |h| h.0);
+        let expected = std::mem::take(&mut self.expected);
+        let order = (usize::MAX, u64::MAX);
+        let mut reported: Vec<String> = Vec::new();
+        for e in expected {
+            if reported.contains(&e.source) {
+                continue;
+            }
+            let reason = match e.found {
+                Some(true) => continue,
+                Some(false) => format!(
+                    "record {} differs from the one {}: the chain was rewritten",
+                    e.seq, e.what
+                ),
+                None if self
+                    .resolved
+                    .iter()
+                    .any(|(from, to)| *from <= e.seq && e.seq <= *to) =>
+                {
+                    continue;
+                }
+                None if e.seq > head_seq => format!(
+                    "the journal ends at record {head_seq}, but {}: records were cut from the end",
+                    e.what
+                ),
+                None => format!(
+                    "record {} is not in the journal, but {}: the chain was rewritten",
+                    e.seq, e.what
+                ),
+            };
+            reported.push(e.source.clone());
+            self.problem(order, e.source, 0, Some(e.seq), None, reason);
+        }
     }
 
     /// The report.
@@ -459,6 +584,7 @@ impl Chain {
         for gap in gaps {
             match self.resolve(&gap) {
                 Some(covers) => {
+                    self.resolved.push((gap.from, gap.to));
                     let what = if covers.contains(&Cover::Dropped) {
                         "dropped unexported at the spool cap (recorded loss)"
                     } else if covers.contains(&Cover::Deleted { archived: true }) {
@@ -483,6 +609,15 @@ impl Chain {
                 }),
             }
         }
+        if let Some(p) = self.pending.take()
+            && !p.coverage.is_empty()
+        {
+            self.notes.push(format!(
+                "the {} notice at record {} is not followed by a signed checkpoint over it: the deletion it records is not trusted",
+                p.verb, p.seq
+            ));
+        }
+        self.check_expected();
         self.problems.sort_by_key(|p| p.order);
         let (head_seq, head_hash) = self.head.unwrap_or((0, GENESIS));
         Report {
@@ -506,6 +641,22 @@ impl Chain {
             error: None,
         }
     }
+}
+
+/// Whether a `segment-deleted` notice shows the export state that allowed
+/// the deletion: at least one consumer, every one of which had acknowledged
+/// records up to `last_seq`.
+fn acknowledged(attributes: &serde_json::Map<String, serde_json::Value>, last_seq: u64) -> bool {
+    let Some(acks) = attributes
+        .get("acknowledged")
+        .and_then(serde_json::Value::as_object)
+    else {
+        return false;
+    };
+    !acks.is_empty()
+        && acks
+            .values()
+            .all(|v| v.as_u64().is_some_and(|acked| acked >= last_seq))
 }
 
 /// What verification reads of an event.

@@ -81,6 +81,16 @@ impl Builder {
         self
     }
 
+    /// A builder continuing this one's chain (same position and key).
+    fn clone_state(&self) -> Builder {
+        Builder {
+            out: self.out.clone(),
+            prev: self.prev,
+            seq: self.seq,
+            key: key(),
+        }
+    }
+
     fn lines(&self) -> Vec<Vec<u8>> {
         self.out
             .split_inclusive(|b| *b == b'\n')
@@ -234,19 +244,20 @@ fn an_incomplete_final_line_is_a_torn_write_but_garbage_inside_is_not() {
 #[test]
 fn gaps_are_accepted_only_when_a_deletion_record_accounts_for_them() {
     // Records 1..3 existed (a segment later deleted); the chain continues
-    // at 4 with a notice recording the deletion of 1..3.
+    // at 4 with a signed notice recording the deletion of 1..3.
     let mut full = Builder::new();
     full.event("a").event("b").checkpoint(true);
     let first_prev = hex(&record::GENESIS);
     let last_hash = hex(&full.prev);
     let deleted_upto = full.seq;
-    full.event("c").notice(
-        "segment-deleted",
-        serde_json::json!({
-            "firstSeq": 1, "lastSeq": deleted_upto,
-            "firstPrev": first_prev, "lastHash": last_hash, "archived": false,
-        }),
-    );
+    let deleted = serde_json::json!({
+        "firstSeq": 1, "lastSeq": deleted_upto,
+        "firstPrev": first_prev, "lastHash": last_hash, "archived": false,
+        "acknowledged": {"siem": 7},
+    });
+    full.event("c")
+        .notice("segment-deleted", deleted.clone())
+        .checkpoint(false);
     let lines = full.lines();
     let rest: Vec<u8> = lines[3..].concat();
     let r = check_from(&rest, 4);
@@ -260,13 +271,17 @@ fn gaps_are_accepted_only_when_a_deletion_record_accounts_for_them() {
     // The same gap with a notice whose boundary hash is wrong is tampering.
     let mut wrong = Builder::new();
     wrong.event("a").event("b").checkpoint(true);
-    wrong.event("c").notice(
-        "segment-deleted",
-        serde_json::json!({
-            "firstSeq": 1, "lastSeq": 3,
-            "firstPrev": first_prev, "lastHash": hex(&[7u8; 32]), "archived": false,
-        }),
-    );
+    wrong
+        .event("c")
+        .notice(
+            "segment-deleted",
+            serde_json::json!({
+                "firstSeq": 1, "lastSeq": 3,
+                "firstPrev": first_prev, "lastHash": hex(&[7u8; 32]), "archived": false,
+                "acknowledged": {"siem": 7},
+            }),
+        )
+        .checkpoint(false);
     let r = check_from(&wrong.lines()[3..].concat(), 4);
     assert_eq!(r.verdict, Verdict::Tampered, "{r:#?}");
     // A deletion carried forward by a later deletion notice still counts.
@@ -279,10 +294,129 @@ fn gaps_are_accepted_only_when_a_deletion_record_accounts_for_them() {
             "firstSeq": 99, "lastSeq": 99, "firstPrev": hex(&[1u8; 32]), "lastHash": hex(&[2u8; 32]),
             "carried": [{"firstSeq": 1, "lastSeq": 3, "firstPrev": first_prev, "lastHash": lh, "cause": "segment-deleted"}],
         }),
-    );
+    ).checkpoint(false);
     let r = check_from(&carried.lines()[3..].concat(), 4);
     assert_eq!(r.verdict, Verdict::Intact, "{r:#?}");
     assert!(r.notes.iter().any(|n| n.starts_with("LOSS")), "{r:#?}");
+}
+
+#[test]
+fn a_deletion_notice_counts_only_when_the_next_record_signs_it() {
+    let mut b = Builder::new();
+    b.event("a").event("b").checkpoint(true);
+    let first_prev = hex(&record::GENESIS);
+    let last_hash = hex(&b.prev);
+    let deleted = serde_json::json!({
+        "firstSeq": 1, "lastSeq": 3,
+        "firstPrev": first_prev, "lastHash": last_hash, "archived": false,
+        "acknowledged": {"siem": 3},
+    });
+    // Unsigned: the notice is the last record.
+    let mut unsigned = Builder {
+        out: Vec::new(),
+        ..b.clone_state()
+    };
+    unsigned
+        .event("c")
+        .notice("segment-deleted", deleted.clone());
+    let r = check_from(&unsigned.out, 4);
+    assert_eq!(r.verdict, Verdict::Tampered, "{r:#?}");
+    // Followed by an event, then a checkpoint: the signature covers the
+    // notice, but a writer always signs a notice at once; a notice adopted
+    // from an unsigned tail does not count.
+    let mut late = Builder {
+        out: Vec::new(),
+        ..b.clone_state()
+    };
+    late.event("c")
+        .notice("segment-deleted", deleted.clone())
+        .event("d")
+        .checkpoint(false);
+    let r = check_from(&late.out, 4);
+    assert_eq!(r.verdict, Verdict::Tampered, "{r:#?}");
+    // Signed, but the export state does not allow the deletion.
+    for acks in [
+        serde_json::json!({}),
+        serde_json::json!({"siem": 2}),
+        serde_json::Value::Null,
+    ] {
+        let mut state = deleted.clone();
+        state["acknowledged"] = acks.clone();
+        let mut unacked = Builder {
+            out: Vec::new(),
+            ..b.clone_state()
+        };
+        unacked
+            .event("c")
+            .notice("segment-deleted", state)
+            .checkpoint(false);
+        let r = check_from(&unacked.out, 4);
+        assert_eq!(r.verdict, Verdict::Tampered, "{acks}: {r:#?}");
+    }
+    // Signed at once and allowed: accepted.
+    let mut good = Builder {
+        out: Vec::new(),
+        ..b.clone_state()
+    };
+    good.event("c")
+        .notice("segment-deleted", deleted)
+        .checkpoint(false);
+    let r = check_from(&good.out, 4);
+    assert_eq!(r.verdict, Verdict::Intact, "{r:#?}");
+}
+
+#[test]
+fn a_coverage_range_matching_no_gap_does_not_hide_a_cut_tail() {
+    // A full journal whose head.json names checkpoint record 6; the tail is
+    // cut to record 3 and a signed-looking notice claims records 5..10^9.
+    let mut b = Builder::new();
+    b.event("a")
+        .event("b")
+        .checkpoint(false)
+        .event("c")
+        .event("d")
+        .checkpoint(false);
+    let head_line = b.lines()[5].clone();
+    let lines = b.lines();
+    let mut cut = Builder {
+        out: lines[..3].concat(),
+        ..b.clone_state()
+    };
+    cut.seq = 3;
+    cut.prev = record::parse::<EventHead>(lines[2].strip_suffix(b"\n").unwrap())
+        .unwrap()
+        .hash;
+    cut.notice(
+        "archive-expired",
+        serde_json::json!({
+            "firstSeq": 5, "lastSeq": 1_000_000_000u64,
+            "firstPrev": hex(&[0u8; 32]), "lastHash": hex(&[0u8; 32]),
+        }),
+    );
+    for signed in [false, true] {
+        let mut journal = Builder {
+            out: cut.out.clone(),
+            ..cut.clone_state()
+        };
+        if signed {
+            journal.checkpoint(false);
+        }
+        let mut chain = Chain::new(vec![key().verifying_key()], false);
+        chain.expect("head.json", &head_line);
+        chain.begin_segment(0, "segment", 1, false);
+        let mut ls = Lines::new(&journal.out[..], 0);
+        while let Ok(Some(line)) = ls.next_line() {
+            chain.line(&line, true);
+        }
+        chain.end_segment(true, true);
+        let r = chain.finish(1, 0);
+        assert_eq!(r.verdict, Verdict::Tampered, "signed {signed}: {r:#?}");
+        assert!(
+            r.problems.iter().any(|p| p.segment == "head.json"
+                && (p.reason.contains("cut from the end") || p.reason.contains("rewritten"))),
+            "{r:#?}"
+        );
+    }
 }
 
 #[test]
