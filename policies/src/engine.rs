@@ -32,11 +32,14 @@ pub mod offline;
 mod pod_security;
 mod request;
 mod sets;
+mod update;
 
 pub use labels::{LabelError, Mode, NamespacePolicy};
-pub use message::{MAX_WARNING_CHARS, MAX_WARNINGS_TOTAL_CHARS};
+pub use message::{
+    MAX_DENIAL_LINE_CHARS, MAX_DENIAL_LINES, MAX_WARNING_CHARS, MAX_WARNINGS_TOTAL_CHARS,
+};
 pub use mutation::{DefaultsMutation, DefaultsScope, secure_defaults};
-pub use object::Object;
+pub use object::{MAX_CONTAINERS, Object};
 pub use pod_security::PodSecurityEvaluator;
 pub use request::{
     AdmissionRequest, GroupVersionKind, GroupVersionResource, Operation, UserInfo, workload_group,
@@ -124,6 +127,15 @@ pub trait Evaluator: Send + Sync {
     ) -> Result<Vec<PatchOperation>, EvalError> {
         let _ = (ctx, findings);
         Ok(Vec::new())
+    }
+
+    /// True when `ctx` is an UPDATE that leaves every field this policy set
+    /// reads unchanged: its refusals then become warnings, and it applies
+    /// no mutation. Default: the object is the same without what only
+    /// controllers and the API server write (status, bookkeeping metadata,
+    /// finalizers, the replica count).
+    fn judged_unchanged(&self, ctx: &Context<'_>) -> bool {
+        update::is_update(ctx) && update::object_unchanged(ctx)
     }
 }
 
@@ -256,6 +268,22 @@ impl Evaluation {
         self.exemptions.extend(findings.exemptions);
         self.evaluated.extend(findings.evaluated);
         for f in findings.frameworks {
+            if !self.frameworks.contains(&f) {
+                self.frameworks.push(f);
+            }
+        }
+    }
+}
+
+impl Findings {
+    /// Adds `other`'s findings to these.
+    pub fn merge(&mut self, other: Findings) {
+        self.violations.extend(other.violations);
+        self.warnings.extend(other.warnings);
+        self.audit_annotations.extend(other.audit_annotations);
+        self.exemptions.extend(other.exemptions);
+        self.evaluated.extend(other.evaluated);
+        for f in other.frameworks {
             if !self.frameworks.contains(&f) {
                 self.frameworks.push(f);
             }
@@ -410,6 +438,15 @@ struct Prepared {
 
 impl Prepared {
     fn new(request: &AdmissionRequest) -> Result<Prepared, Failure> {
+        let writes = matches!(request.operation, Operation::Create | Operation::Update);
+        if writes && request.object.is_none() {
+            // kube-apiserver always sends the object of a CREATE or UPDATE;
+            // a request without one cannot be judged, so it is not admitted.
+            return Err(bad_request(format!(
+                "request.object is missing or null: a {} request must carry the object to judge",
+                request.operation
+            )));
+        }
         let Some(kind) = request.kind.workload_kind() else {
             return Ok(Prepared {
                 workload: None,
@@ -423,6 +460,17 @@ impl Prepared {
             });
         }
         let workload = parse_workload(kind, request.object.as_ref(), "object")?;
+        if let Some(w) = &workload
+            && w.spec.containers.is_empty()
+        {
+            // Kubernetes refuses a pod without containers; admitting one
+            // here would judge nothing (`spec: null`, `containers: null`).
+            return Err(bad_request(format!(
+                "request.object: {kind} {:?}: {}spec.containers is missing, null or empty; a pod needs at least one container",
+                w.name(),
+                kind.template_path()
+            )));
+        }
         let old_workload = match request.operation {
             Operation::Update => parse_workload(kind, request.old_object.as_ref(), "oldObject")?,
             _ => None,
@@ -515,11 +563,39 @@ impl Snapshot {
         };
         let mut findings = Findings::default();
         for evaluator in self.active(options) {
-            if let Err(err) = evaluator.validate(&ctx, &mut findings) {
-                findings
-                    .violations
+            let mut own = Findings::default();
+            if let Err(err) = evaluator.validate(&ctx, &mut own) {
+                own.violations
                     .push(error_violation(evaluator.policy_set(), &err));
             }
+            let refuses = own
+                .violations
+                .iter()
+                .any(|v| v.action == EnforcementAction::Deny);
+            if refuses && evaluator.judged_unchanged(&ctx) {
+                update::admit_unchanged(evaluator.policy_set(), &mut own);
+            }
+            findings.merge(own);
+        }
+        if prepared.workload.is_none()
+            && matches!(request.operation, Operation::Create | Operation::Update)
+            && request.sub_resource.is_empty()
+            && request
+                .object
+                .as_ref()
+                .is_some_and(Object::has_pod_template)
+        {
+            // Not a kind Pod Security and ownership know: say so rather
+            // than answer a silent "allowed".
+            findings.warnings.push(format!(
+                "{} {} carries a pod template that Pod Security and ownership do not judge (not a built-in workload kind); check the pods it creates",
+                request.kind.api_version(),
+                request.kind.kind
+            ));
+            findings.audit_annotations.insert(
+                "pod-template.not-evaluated".to_owned(),
+                request.kind.kind.clone(),
+            );
         }
         let mut evaluation = Evaluation::new(request, prepared.workload.as_ref());
         evaluation.absorb(findings);
@@ -545,9 +621,27 @@ impl Snapshot {
             message,
         };
         let mut patched: Option<Object> = None;
+        let original_ctx = Context {
+            request,
+            object: Some(original),
+            workload: prepared.workload.as_ref(),
+            old_workload: prepared.old_workload.as_ref(),
+            namespace: namespace.as_deref(),
+            evidence: false,
+        };
+        // Judged on the object as sent: a mutation of an unchanged object
+        // would itself be the change that gets it refused.
+        let unchanged: Vec<PolicySet> = self
+            .active(options)
+            .filter(|e| e.judged_unchanged(&original_ctx))
+            .map(|e| e.policy_set())
+            .collect();
         let mut workload = prepared.workload;
         let mut findings = Findings::default();
         for evaluator in self.active(options) {
+            if unchanged.contains(&evaluator.policy_set()) {
+                continue;
+            }
             let current = patched.as_ref().unwrap_or(original);
             let ctx = Context {
                 request,

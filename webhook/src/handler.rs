@@ -286,3 +286,6 @@ impl AdmissionHandler for Admission {
 pub fn endpoint_metric(endpoint: Endpoint) -> EndpointLabel {
     endpoint_label(endpoint)
 }
+
+#[cfg(test)]
+mod tests;

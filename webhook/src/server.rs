@@ -279,20 +279,20 @@ impl Bound {
         ));
         tracing::info!(%local_addr, "serving admission reviews");
 
-        let graceful = GracefulShutdown::new();
+        // HTTP/2 connections get a GOAWAY as soon as shutdown begins (their
+        // open streams finish); HTTP/1.1 connections keep being answered,
+        // each response saying `Connection: close`, until they close or the
+        // grace period ends: closing an idle keep-alive connection at once
+        // would drop a request its client has just written on it.
+        let graceful_h1 = GracefulShutdown::new();
+        let graceful_h2 = GracefulShutdown::new();
         let mut connections = JoinSet::new();
         let permits = Arc::new(Semaphore::new(settings.limits.max_connections));
+        let unshaken = Arc::new(Unshaken::default());
         let conn_settings = Arc::new(ConnSettings::new(&settings));
         tokio::pin!(shutdown);
         loop {
             while connections.try_join_next().is_some() {}
-            let permit = tokio::select! {
-                () = &mut shutdown => break,
-                permit = Arc::clone(&permits).acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
             let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
@@ -305,34 +305,119 @@ impl Bound {
                     }
                 },
             };
+            let permit = match Arc::clone(&permits).try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    // Every slot is taken: the oldest connection that has
+                    // not finished its TLS handshake gives its slot up, so
+                    // idle sockets cannot keep kube-apiserver waiting.
+                    if unshaken.shed_oldest() {
+                        metrics.error("shed_before_handshake");
+                    }
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        permit = Arc::clone(&permits).acquire_owned() => match permit {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                    }
+                }
+            };
             let conn = Connection {
                 acceptor: acceptor.clone(),
                 service: Arc::clone(&service),
                 metrics: Arc::clone(&metrics),
                 settings: Arc::clone(&conn_settings),
+                unshaken: Arc::clone(&unshaken),
             };
-            let watcher = graceful.watcher();
+            let watchers = (graceful_h1.watcher(), graceful_h2.watcher());
             connections.spawn(async move {
                 let _permit = permit;
-                conn.serve(stream, peer, watcher).await;
+                conn.serve(stream, peer, watchers).await;
             });
         }
 
         ready.store(false, Ordering::SeqCst);
         drop(listener);
+        service.close_connections();
         tracing::info!(
             grace = ?settings.shutdown_grace,
-            open = graceful.count(),
-            "shutting down: no new connections; draining in-flight requests"
+            open = graceful_h1.count() + graceful_h2.count(),
+            "shutting down: no new connections; answering open connections with Connection: close and draining them"
         );
-        match tokio::time::timeout(settings.shutdown_grace, graceful.shutdown()).await {
+        let drain = async {
+            let h1_closed = async {
+                while graceful_h1.count() > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            tokio::join!(graceful_h2.shutdown(), h1_closed);
+        };
+        match tokio::time::timeout(settings.shutdown_grace, drain).await {
             Ok(()) => tracing::info!("all connections drained"),
             Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
         }
+        // Idle HTTP/1.1 connections left at the end of the grace period are
+        // closed; a request that is being answered gets a moment more.
+        let _ = tokio::time::timeout(Duration::from_millis(500), graceful_h1.shutdown()).await;
         connections.shutdown().await;
         let _ = admin_stop.send(());
         let _ = admin_task.await;
         Ok(())
+    }
+}
+
+/// Connections that have not finished their TLS handshake, oldest first.
+#[derive(Default)]
+struct Unshaken {
+    next: std::sync::atomic::AtomicU64,
+    queue: std::sync::Mutex<std::collections::VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>>,
+}
+
+impl Unshaken {
+    fn queue(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::VecDeque<(u64, tokio::sync::oneshot::Sender<()>)>,
+    > {
+        // The queue stays whole whatever panicked while holding it.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a connection; the receiver fires when it must give up.
+    fn enter(&self) -> (u64, tokio::sync::oneshot::Receiver<()>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue().push_back((id, tx));
+        (id, rx)
+    }
+
+    fn leave(&self, id: u64) {
+        self.queue().retain(|(i, _)| *i != id);
+    }
+
+    /// Tells the oldest connection still before its handshake to close;
+    /// false when there is none.
+    fn shed_oldest(&self) -> bool {
+        let mut queue = self.queue();
+        while let Some((_, tx)) = queue.pop_front() {
+            if tx.send(()).is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Leaves [`Unshaken`] when the handshake is over, however it ended.
+struct Shaken<'a>(&'a Unshaken, u64);
+
+impl Drop for Shaken<'_> {
+    fn drop(&mut self) {
+        self.0.leave(self.1);
     }
 }
 
@@ -374,6 +459,7 @@ struct Connection {
     service: Arc<Service>,
     metrics: Arc<Metrics>,
     settings: Arc<ConnSettings>,
+    unshaken: Arc<Unshaken>,
 }
 
 impl Connection {
@@ -381,37 +467,22 @@ impl Connection {
         self,
         stream: TcpStream,
         peer: SocketAddr,
-        watcher: hyper_util::server::graceful::Watcher,
+        (watcher_h1, watcher_h2): (
+            hyper_util::server::graceful::Watcher,
+            hyper_util::server::graceful::Watcher,
+        ),
     ) {
         let _open = GaugeGuard::new(&self.metrics.connections);
         let _ = stream.set_nodelay(true);
-        let deadline = Instant::now() + self.settings.handshake_timeout;
-        let mut first = [0u8; 1];
-        match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(_)) => {}
-            Err(_) => {
-                self.metrics.error("tls_handshake_timeout");
-                return;
-            }
-        }
-        if first != [TLS_HANDSHAKE] {
-            self.metrics.error("plain_http");
-            tracing::debug!(%peer, "plain-text client on the HTTPS port");
-            refuse_plain_text(stream).await;
+        let (id, shed) = self.unshaken.enter();
+        let shaken = Shaken(&self.unshaken, id);
+        let tls = tokio::select! {
+            tls = self.handshake(stream, peer) => tls,
+            Ok(()) = shed => None,
+        };
+        drop(shaken);
+        let Some(tls) = tls else {
             return;
-        }
-        let tls = match tokio::time::timeout_at(deadline, self.acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(err)) => {
-                self.metrics.error("tls_handshake");
-                tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                self.metrics.error("tls_handshake_timeout");
-                return;
-            }
         };
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         let service = Arc::clone(&self.service);
@@ -424,7 +495,7 @@ impl Connection {
         });
         let io = TokioIo::new(tls);
         if h2 {
-            let conn = watcher.watch(self.settings.http2.serve_connection(io, svc));
+            let conn = watcher_h2.watch(self.settings.http2.serve_connection(io, svc));
             // HTTP/2 has no header timeout of its own: a client that never
             // sends a request is dropped after the header timeout.
             let idle = first_request_deadline(seen, self.settings.first_request_timeout);
@@ -435,12 +506,52 @@ impl Connection {
                 () = idle => self.metrics.error("idle_timeout"),
             }
         } else {
-            let conn = watcher.watch(self.settings.http1.serve_connection(io, svc));
+            let conn = watcher_h1.watch(self.settings.http1.serve_connection(io, svc));
             if let Err(err) = conn.await {
                 if err.is_timeout() {
                     self.metrics.error("header_timeout");
                 }
                 tracing::debug!(%peer, error = %err, "HTTP/1 connection ended with an error");
+            }
+        }
+    }
+}
+
+impl Connection {
+    /// Waits for the client's first byte and completes the TLS handshake,
+    /// both within the handshake timeout; `None` when the client gave up,
+    /// spoke plain text or failed the handshake.
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        let deadline = Instant::now() + self.settings.handshake_timeout;
+        let mut first = [0u8; 1];
+        match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                self.metrics.error("tls_handshake_timeout");
+                return None;
+            }
+        }
+        if first != [TLS_HANDSHAKE] {
+            self.metrics.error("plain_http");
+            tracing::debug!(%peer, "plain-text client on the HTTPS port");
+            refuse_plain_text(stream).await;
+            return None;
+        }
+        match tokio::time::timeout_at(deadline, self.acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => Some(tls),
+            Ok(Err(err)) => {
+                self.metrics.error("tls_handshake");
+                tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                self.metrics.error("tls_handshake_timeout");
+                None
             }
         }
     }

@@ -5,12 +5,15 @@
 //! drive it in-process without sockets.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use bytes::BytesMut;
 use http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
+use std::pin::Pin;
 
 use crate::handler::endpoint_metric;
 use crate::metrics::{EndpointLabels, GaugeGuard, Metrics};
@@ -23,6 +26,8 @@ pub struct Service {
     metrics: Arc<Metrics>,
     max_body: u64,
     body_timeout: Duration,
+    /// Set at shutdown: every answer asks the client to close.
+    closing: AtomicBool,
 }
 
 impl std::fmt::Debug for Service {
@@ -33,6 +38,10 @@ impl std::fmt::Debug for Service {
             .finish_non_exhaustive()
     }
 }
+
+/// How much of a refused request's body is read and discarded, as a
+/// multiple of the body limit, before the connection is given up instead.
+const DRAIN_FACTOR: u64 = 4;
 
 /// Why a request was refused before reaching the handler.
 struct Refusal {
@@ -56,7 +65,18 @@ impl Service {
             metrics,
             max_body: limits.max_request_bytes,
             body_timeout: limits.body_read_timeout,
+            closing: AtomicBool::new(false),
         }
+    }
+
+    /// From now on every answer carries `Connection: close`, so HTTP/1.1
+    /// clients take their next request elsewhere (shutdown).
+    pub fn close_connections(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 
     /// Answers one HTTP request.
@@ -69,7 +89,16 @@ impl Service {
         let _in_flight = GaugeGuard::new(&self.metrics.in_flight);
         let endpoint = match self.route(&request) {
             Ok(endpoint) => endpoint,
-            Err(refusal) => return self.refuse(refusal),
+            Err(refusal) => {
+                // Answering while the client still sends makes HTTP/2
+                // reset the stream, and clients then report a framing
+                // error instead of this answer: read what is bounded.
+                let drained = self.drain(request.into_body()).await;
+                return self.refuse(Refusal {
+                    close: refusal.close || !drained,
+                    ..refusal
+                });
+            }
         };
         let body = match self.read_body(request.into_body()).await {
             Ok(body) => body,
@@ -82,7 +111,7 @@ impl Service {
                 endpoint: endpoint_metric(endpoint),
             })
             .observe(started.elapsed().as_secs_f64());
-        response(reply, false, None)
+        response(reply, self.closing(), None)
     }
 
     fn route<B>(&self, request: &Request<B>) -> Result<Endpoint, Refusal> {
@@ -155,16 +184,69 @@ impl Service {
         }
     }
 
+    /// Reads and discards the rest of a refused request's body, up to
+    /// [`DRAIN_FACTOR`] times the body limit and within the body timeout, so
+    /// the answer reaches HTTP/2 clients intact. False when the body was
+    /// not read to its end.
+    async fn drain<B>(&self, body: B) -> bool
+    where
+        B: http_body::Body<Data = Bytes>,
+    {
+        let body = std::pin::pin!(body);
+        tokio::time::timeout(self.body_timeout, self.discard(body, 0))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Discards frames until the end of the body (true) or until more than
+    /// the drain budget was read in all (false).
+    async fn discard<B>(&self, mut body: Pin<&mut B>, mut read: u64) -> bool
+    where
+        B: http_body::Body<Data = Bytes>,
+    {
+        let budget = self.max_body.saturating_mul(DRAIN_FACTOR);
+        while let Some(frame) = body.as_mut().frame().await {
+            let Ok(frame) = frame else {
+                return false;
+            };
+            if let Some(data) = frame.data_ref() {
+                read = read.saturating_add(u64::try_from(data.len()).unwrap_or(u64::MAX));
+                if read > budget {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     async fn read_body<B>(&self, body: B) -> Result<Bytes, Refusal>
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
-        let collect = Limited::new(body, limit).collect();
-        match tokio::time::timeout(self.body_timeout, collect).await {
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
+        let mut body = std::pin::pin!(body);
+        let read = async {
+            let mut buf = BytesMut::new();
+            while let Some(frame) = body.as_mut().frame().await {
+                let frame = frame.map_err(Into::into)?;
+                if let Ok(data) = frame.into_data() {
+                    if u64::try_from(buf.len().saturating_add(data.len())).unwrap_or(u64::MAX)
+                        > self.max_body
+                    {
+                        return Ok(Err(u64::try_from(buf.len()).unwrap_or(u64::MAX)));
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Ok(buf.freeze()))
+        };
+        match tokio::time::timeout(self.body_timeout, read).await {
+            Ok(Ok(Ok(bytes))) => Ok(bytes),
+            Ok(Ok(Err(seen))) => {
+                // Refused whatever comes next, and the connection closed
+                // afterwards: only HTTP/2 needs the rest read.
+                let _ = tokio::time::timeout(self.body_timeout, self.discard(body.as_mut(), seen))
+                    .await;
                 Err(self.too_large())
             }
             Ok(Err(err)) => Err(Refusal {
@@ -194,7 +276,7 @@ impl Service {
             .then_some(HeaderValue::from_static("POST"));
         response(
             Reply::error(refusal.status, refusal.reason, &refusal.message),
-            refusal.close,
+            refusal.close || self.closing(),
             allow,
         )
     }

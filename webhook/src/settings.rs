@@ -136,7 +136,7 @@ impl Default for Limits {
             max_json_depth: 64,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
-            tls_handshake_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(3),
             max_connections: 1024,
             max_concurrent_streams: 250,
         }

@@ -16,8 +16,15 @@ pub const MAX_WARNING_CHARS: usize = 256;
 /// The total warning text kube-apiserver accepts for one request.
 pub const MAX_WARNINGS_TOTAL_CHARS: usize = 4096;
 
+/// The most violations a denial message lists; the rest are counted.
+pub const MAX_DENIAL_LINES: usize = 50;
+/// The longest line of a denial message.
+pub const MAX_DENIAL_LINE_CHARS: usize = 512;
+
 /// `Deployment "web" in namespace "team-a" has 2 policy violations:` and
-/// one `- path: message [policy:rule]` line per violation.
+/// one `- path: message [policy:rule]` line per violation, at most
+/// [`MAX_DENIAL_LINES`] of them (each cut to [`MAX_DENIAL_LINE_CHARS`]),
+/// then `- … and N more`: the answer stays small whatever the object holds.
 pub fn denial(subject: &Subject, violations: &[&Violation]) -> String {
     let mut out = format!(
         "{} has {} policy violation{}:",
@@ -25,9 +32,18 @@ pub fn denial(subject: &Subject, violations: &[&Violation]) -> String {
         violations.len(),
         if violations.len() == 1 { "" } else { "s" }
     );
-    for v in violations {
+    for v in violations.iter().take(MAX_DENIAL_LINES) {
         out.push_str("\n- ");
-        out.push_str(&line(v));
+        out.push_str(&truncate(&line(v), MAX_DENIAL_LINE_CHARS));
+    }
+    if let Some(more) = violations
+        .len()
+        .checked_sub(MAX_DENIAL_LINES)
+        .filter(|n| *n > 0)
+    {
+        out.push_str(&format!(
+            "\n- … and {more} more; run `tollgate check` on the manifest to see all"
+        ));
     }
     sanitize_multiline(&out)
 }
@@ -188,6 +204,31 @@ mod tests {
         assert!(last.contains("more warnings not shown"), "{last}");
         assert!(out[1].ends_with('…'));
         assert!(out[0].contains("100 policy violations (warn mode"));
+    }
+
+    #[test]
+    fn denial_lists_the_first_violations_and_counts_the_rest() {
+        let long = "y".repeat(10_000);
+        let many: Vec<Violation> = (0..100_000)
+            .map(|i| violation(&format!("spec.containers[{i}]"), &long))
+            .collect();
+        let refs: Vec<&Violation> = many.iter().collect();
+        let text = denial(&subject(), &refs);
+        assert!(text.starts_with(
+            "Deployment \"web\" in namespace \"team-a\" has 100000 policy violations:"
+        ));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1 + MAX_DENIAL_LINES + 1);
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.chars().count() <= MAX_DENIAL_LINE_CHARS + 2)
+        );
+        assert_eq!(
+            lines.last().copied(),
+            Some("- … and 99950 more; run `tollgate check` on the manifest to see all")
+        );
+        assert!(text.len() < 64 * 1024, "{}", text.len());
     }
 
     #[test]

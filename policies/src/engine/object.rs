@@ -78,6 +78,13 @@ impl Object {
     /// (or from the value when it is already parsed). Errors name the
     /// field at fault.
     pub fn workload(&self, kind: WorkloadKind) -> Result<Workload, String> {
+        let count = self.container_count(kind);
+        if count > MAX_CONTAINERS {
+            return Err(format!(
+                "{kind}: {}spec holds {count} containers (containers, initContainers and ephemeralContainers together); more than {MAX_CONTAINERS} is not judged, split the workload",
+                kind.template_path()
+            ));
+        }
         if let Some(value) = self.value.get() {
             return from_value(value, kind);
         }
@@ -90,6 +97,84 @@ impl Object {
             // error exactly.
             Ok(None) | Err(_) => from_value(self.value(), kind),
         }
+    }
+
+    /// How many containers the pod template holds, counted without
+    /// building them (0 when the shape is not a pod template's: the typed
+    /// parse then says what is wrong).
+    fn container_count(&self, kind: WorkloadKind) -> usize {
+        if let Some(value) = self.value.get() {
+            let mut pod = value;
+            for seg in kind.template_segments() {
+                pod = pod.get(*seg).unwrap_or(&Value::Null);
+            }
+            return ["containers", "initContainers", "ephemeralContainers"]
+                .iter()
+                .filter_map(|k| pod.pointer(&format!("/spec/{k}")))
+                .filter_map(Value::as_array)
+                .map(Vec::len)
+                .sum();
+        }
+        let Some(raw) = self.raw.get() else {
+            return 0;
+        };
+        let text = raw.get();
+        let pod = match kind {
+            WorkloadKind::Pod => serde_json::from_str::<Counted<CountPod>>(text)
+                .ok()
+                .and_then(|o| o.spec),
+            WorkloadKind::CronJob => serde_json::from_str::<Counted<CountCron>>(text)
+                .ok()
+                .and_then(|o| o.spec)
+                .and_then(|s| s.job_template)
+                .and_then(|j| j.spec)
+                .and_then(|s| s.template)
+                .and_then(|t| t.spec),
+            _ => serde_json::from_str::<Counted<CountController>>(text)
+                .ok()
+                .and_then(|o| o.spec)
+                .and_then(|s| s.template)
+                .and_then(|t| t.spec),
+        };
+        pod.map(|p| {
+            [p.containers, p.init_containers, p.ephemeral_containers]
+                .iter()
+                .map(|l| l.as_ref().map_or(0, Vec::len))
+                .sum()
+        })
+        .unwrap_or(0)
+    }
+
+    /// True when the object carries a pod template (`spec.template.spec`
+    /// or `spec.jobTemplate.spec.template.spec` with a `containers` list),
+    /// whatever its kind: a custom resource that creates pods.
+    pub fn has_pod_template(&self) -> bool {
+        let listed = |pod: Option<CountPod>| pod.is_some_and(|p| p.containers.is_some());
+        if let Some(value) = self.value.get() {
+            return [
+                "/spec/template/spec/containers",
+                "/spec/jobTemplate/spec/template/spec/containers",
+            ]
+            .iter()
+            .any(|p| value.pointer(p).is_some_and(Value::is_array));
+        }
+        let Some(raw) = self.raw.get() else {
+            return false;
+        };
+        let text = raw.get();
+        let controller = serde_json::from_str::<Counted<CountController>>(text)
+            .ok()
+            .and_then(|o| o.spec)
+            .and_then(|s| s.template)
+            .and_then(|t| t.spec);
+        let cron = serde_json::from_str::<Counted<CountCron>>(text)
+            .ok()
+            .and_then(|o| o.spec)
+            .and_then(|s| s.job_template)
+            .and_then(|j| j.spec)
+            .and_then(|s| s.template)
+            .and_then(|t| t.spec);
+        listed(controller) || listed(cron)
     }
 
     /// The annotations of the object and of its pod template (the object's
@@ -122,6 +207,56 @@ impl Object {
         }
         out
     }
+}
+
+/// The most containers (every list together) a pod template may hold to be
+/// judged. Kubernetes sets no number, only an object size (1.5 MiB in
+/// etcd), which fits tens of thousands of empty containers; judging them
+/// all would let one request take seconds and gigabytes.
+pub const MAX_CONTAINERS: usize = 1000;
+
+/// Shapes that count containers without building them (`IgnoredAny` takes
+/// no space, so a list of them allocates nothing).
+#[derive(Deserialize)]
+struct Counted<S> {
+    // A missing `Option` field is `None` without `default`, which would
+    // ask `S: Default`.
+    spec: Option<S>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CountPod {
+    #[serde(default)]
+    containers: Option<Vec<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    init_containers: Option<Vec<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    ephemeral_containers: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+#[derive(Deserialize)]
+struct CountTemplate {
+    #[serde(default)]
+    spec: Option<CountPod>,
+}
+
+#[derive(Deserialize)]
+struct CountController {
+    #[serde(default)]
+    template: Option<CountTemplate>,
+}
+
+#[derive(Deserialize)]
+struct CountJob {
+    #[serde(default)]
+    spec: Option<CountController>,
+}
+
+#[derive(Deserialize)]
+struct CountCron {
+    #[serde(default, rename = "jobTemplate")]
+    job_template: Option<CountJob>,
 }
 
 fn from_value(value: &Value, kind: WorkloadKind) -> Result<Workload, String> {

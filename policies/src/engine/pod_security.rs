@@ -365,6 +365,21 @@ impl super::Evaluator for PodSecurityEvaluator {
         Ok(())
     }
 
+    /// Pod Security reads the pod template only: metadata of the object
+    /// itself, its replica count and status never change a verdict. For
+    /// Pods, an update PSA would not judge (see
+    /// [`is_significant_pod_update`]).
+    fn judged_unchanged(&self, ctx: &Context<'_>) -> bool {
+        match (ctx.workload, ctx.old_workload) {
+            (Some(new), Some(old))
+                if new.kind == WorkloadKind::Pod && super::update::is_update(ctx) =>
+            {
+                !is_significant_pod_update(new, old)
+            }
+            _ => super::update::template_unchanged(ctx),
+        }
+    }
+
     fn mutate(
         &self,
         ctx: &Context<'_>,

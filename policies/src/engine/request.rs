@@ -155,7 +155,15 @@ impl GroupVersionKind {
     /// another group is not a workload).
     pub fn workload_kind(&self) -> Option<WorkloadKind> {
         let kind = WorkloadKind::from_kind(&self.kind)?;
-        (workload_group(kind) == self.group).then_some(kind)
+        // Every version of the group is judged (apps/v1beta2, batch/v1beta1),
+        // and the kinds served from `extensions` before `apps` existed
+        // (clusters and manifests still carry extensions/v1beta1 DaemonSets).
+        let legacy = self.group == "extensions"
+            && matches!(
+                kind,
+                WorkloadKind::Deployment | WorkloadKind::DaemonSet | WorkloadKind::ReplicaSet
+            );
+        (workload_group(kind) == self.group || legacy).then_some(kind)
     }
 
     /// Reads `apiVersion` and `kind` from an object.
@@ -327,6 +335,46 @@ mod tests {
             kind: "Deployment".into(),
         };
         assert_eq!(gvk.workload_kind(), None);
+    }
+
+    #[test]
+    fn legacy_groups_and_versions_are_workloads() {
+        let gvk = |group: &str, version: &str, kind: &str| GroupVersionKind {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+        };
+        for (g, v, k, want) in [
+            (
+                "extensions",
+                "v1beta1",
+                "DaemonSet",
+                Some(WorkloadKind::DaemonSet),
+            ),
+            (
+                "extensions",
+                "v1beta1",
+                "Deployment",
+                Some(WorkloadKind::Deployment),
+            ),
+            (
+                "extensions",
+                "v1beta1",
+                "ReplicaSet",
+                Some(WorkloadKind::ReplicaSet),
+            ),
+            (
+                "apps",
+                "v1beta2",
+                "StatefulSet",
+                Some(WorkloadKind::StatefulSet),
+            ),
+            ("batch", "v1beta1", "CronJob", Some(WorkloadKind::CronJob)),
+            ("extensions", "v1beta1", "Job", None),
+            ("extensions", "v1beta1", "Pod", None),
+        ] {
+            assert_eq!(gvk(g, v, k).workload_kind(), want, "{g}/{v} {k}");
+        }
     }
 
     #[test]

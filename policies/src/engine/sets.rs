@@ -58,6 +58,12 @@ impl Evaluator for OwnershipEvaluator {
         Ok(())
     }
 
+    /// Ownership reads the `deployscope.dev/*` annotations of the object
+    /// and its pod template.
+    fn judged_unchanged(&self, ctx: &Context<'_>) -> bool {
+        super::update::annotations_unchanged(ctx, crate::ownership::PREFIX)
+    }
+
     fn mutate(
         &self,
         ctx: &Context<'_>,
