@@ -173,7 +173,16 @@ pub fn classify(
         upgrade: head.upgrade.map(str::to_owned),
         kind: ActionKind::Http,
     };
-    let server = route_name.unwrap_or(head.host);
+    // Without a route, a server is named by host and port: two servers on
+    // one address are two servers.
+    let authority;
+    let server = match route_name {
+        Some(name) => name,
+        None => {
+            authority = format!("{}:{}", head.host, head.port);
+            authority.as_str()
+        }
+    };
     match known {
         Known::Declared(protocol, provider) => {
             let fail = |reason: String| Unclassified { protocol, reason };

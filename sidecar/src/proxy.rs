@@ -14,6 +14,8 @@ use hyper::body::Incoming;
 use serde_json::Value;
 use tollgate_audit::Outcome;
 use tollgate_certs::Interceptor;
+use tollgate_policies::action::host::{self, HostError};
+use tollgate_policies::action::path::{PathStrictness, judge_path};
 use tollgate_policies::action::{
     Action, ActionDecision, ActionPolicy, DecisionKind, LlmProvider, Protocol, Route, Target,
 };
@@ -78,10 +80,14 @@ pub(crate) struct Destination {
     pub(crate) scheme: &'static str,
     pub(crate) host: String,
     pub(crate) port: u16,
-    /// The path and query sent upstream, as the agent wrote them.
+    /// The path and query sent upstream: the judged path and the query as
+    /// the agent wrote it.
     pub(crate) path_and_query: String,
-    /// The path as judged (normalised).
+    /// The path as judged (the upstream path, one spelling).
     pub(crate) path: String,
+    /// The path as the agent sent it (for reverse routes, the path on the
+    /// sidecar's listener).
+    pub(crate) sent_path: String,
     pub(crate) query: Option<String>,
     pub(crate) route: Option<Arc<Route>>,
 }
@@ -93,6 +99,18 @@ impl Destination {
             ("http", 80) | ("https", 443) => self.host.clone(),
             _ => format!("{}:{}", self.host, self.port),
         }
+    }
+
+    /// The audit attributes saying which path was sent and which judged,
+    /// when they differ (always for reverse routes).
+    pub(crate) fn paths(&self) -> Option<serde_json::Map<String, Value>> {
+        if self.sent_path == self.path {
+            return None;
+        }
+        let mut extra = serde_json::Map::new();
+        extra.insert("pathSent".into(), Value::String(self.sent_path.clone()));
+        extra.insert("pathJudged".into(), Value::String(self.path.clone()));
+        Some(extra)
     }
 
     pub(crate) fn target(&self, method: &str) -> Target {
@@ -223,6 +241,29 @@ pub async fn handle(
         .recognition
         .known(dest.route.as_deref(), &dest.host, dest.port);
     let route_name = dest.route.as_ref().map(|r| &*r.name);
+    // MCP and A2A carry calls in POST bodies only; a body on any other
+    // method is refused rather than forwarded unjudged to a server that
+    // might read it.
+    if let Known::Declared(protocol @ (Protocol::Mcp | Protocol::A2a), _) = known
+        && parts.method != Method::POST
+        && (decoded.as_ref().is_some_and(|b| !b.is_empty())
+            || matches!(outgoing, Outgoing::Streamed(_)))
+    {
+        let mut action = Action::http(dest.target(parts.method.as_str()));
+        action.route = route_name.map(str::to_owned);
+        let early = Early::new(
+            StatusCode::BAD_REQUEST,
+            "tollgate/framing",
+            format!(
+                "a {} request to a {protocol} route carries a body; only POST bodies carry calls, so this one is refused instead of being forwarded unjudged",
+                parts.method
+            ),
+        );
+        let shape = shape_for(protocol, known, &parts.headers, &[], false);
+        return shared
+            .refuse_action(&action, &dest, Some(protocol), shape, early, decide_start)
+            .await;
+    }
     let classified = match classify::classify(
         &head,
         route_name,
@@ -237,7 +278,7 @@ pub async fn handle(
             let early = Early::new(StatusCode::FORBIDDEN, "tollgate/unclassified", u.reason);
             let shape = shape_for(u.protocol, known, &parts.headers, &[], false);
             return shared
-                .refuse_action(&action, Some(u.protocol), shape, early, decide_start)
+                .refuse_action(&action, &dest, Some(u.protocol), shape, early, decide_start)
                 .await;
         }
     };
@@ -266,7 +307,7 @@ pub async fn handle(
         );
         let event = shared
             .auditor
-            .event(&call.action, &decided, latency_us, None);
+            .event(&call.action, &decided, latency_us, dest.paths());
         if shared.auditor.record(event).await.is_err() {
             audit_failed = true;
         }
@@ -427,7 +468,9 @@ pub(crate) fn shape_for<'a>(
 }
 
 impl Shared {
-    /// Works out where a request goes.
+    /// Works out where a request goes: every host is reduced to its
+    /// canonical form and every path to the one it is judged on (and
+    /// forwarded with) before anything is matched.
     fn destination(
         &self,
         conn: &Conn,
@@ -439,38 +482,40 @@ impl Shared {
         if req.headers().get_all(header::HOST).iter().count() > 1 {
             return Err(bad("more than one Host header".into()));
         }
-        let path_and_query = uri
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+        let host_header = match req.headers().get(header::HOST) {
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| bad("unreadable Host header".into()))?,
+            ),
+            None => None,
+        };
+        let sent_path = uri.path().to_owned();
+        let judged = |route: Option<&Arc<Route>>| -> Result<String, Early> {
+            let strictness = route.map_or(PathStrictness::default(), |r| r.path_strictness);
+            judge_path(uri.path(), strictness).map_err(|e| path_refusal(&e))
+        };
+        let with_query = |path: &str| match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
         if let Some(t) = &conn.tunnel {
-            if let Some(host) = req.headers().get(header::HOST) {
-                let host = host
-                    .to_str()
-                    .map_err(|_| bad("unreadable Host header".into()))?;
-                let default = if t.tls { 443 } else { 80 };
-                let (h, p) = split_authority(host, default)
-                    .ok_or_else(|| bad(format!("malformed Host header {host:?}")))?;
-                if h != t.host || p != t.port {
-                    return Err(Early::new(
-                        StatusCode::FORBIDDEN,
-                        "tollgate/host-mismatch",
-                        format!(
-                            "the Host header names {host} but the tunnel goes to {}:{}; requests must name the host they were tunnelled to",
-                            t.host, t.port
-                        ),
-                    ));
-                }
+            let default = if t.tls { 443 } else { 80 };
+            let mut named = Vec::with_capacity(2);
+            if let Some(h) = host_header {
+                named.push(("the Host header", h));
             }
             if let Some(a) = uri.authority() {
-                let default = if t.tls { 443 } else { 80 };
-                let (h, p) = split_authority(a.as_str(), default)
-                    .ok_or_else(|| bad(format!("malformed authority {a}")))?;
+                named.push(("the request", a.as_str()));
+            }
+            for (what, authority) in named {
+                let (h, p) = split_authority(authority, default)
+                    .map_err(|e| e.early(&format!("{what} ({authority:?})")))?;
                 if h != t.host || p != t.port {
                     return Err(Early::new(
                         StatusCode::FORBIDDEN,
                         "tollgate/host-mismatch",
                         format!(
-                            "the request names {a} but the tunnel goes to {}:{}",
+                            "{what} names {authority} but the tunnel goes to {}:{}; requests must name the host they were tunnelled to",
                             t.host, t.port
                         ),
                     ));
@@ -479,13 +524,15 @@ impl Shared {
             let route = policy
                 .and_then(|p| p.route_for_host(&t.host, t.port))
                 .cloned();
+            let path = judged(route.as_ref())?;
             return Ok(Destination {
                 scheme: if t.tls { "https" } else { "http" },
                 host: t.host.clone(),
                 port: t.port,
-                path: classify::normalize_path(uri.path()),
+                path_and_query: with_query(&path),
+                path,
+                sent_path,
                 query: uri.query().map(str::to_owned),
-                path_and_query,
                 route,
             });
         }
@@ -497,31 +544,56 @@ impl Shared {
             };
             let default = if scheme == "https" { 443 } else { 80 };
             let (host, port) = split_authority(authority.as_str(), default)
-                .ok_or_else(|| bad(format!("malformed authority {authority}")))?;
+                .map_err(|e| e.early(&format!("the request's authority {authority}")))?;
+            // A proxy replaces Host with the authority (RFC 9112 3.2.2); a
+            // Host that names another host is refused, not silently
+            // dropped, since some server behind could still read it.
+            if let Some(h) = host_header {
+                let (hh, hp) = split_authority(h, default)
+                    .map_err(|e| e.early(&format!("the Host header {h:?}")))?;
+                if hh != host || hp != port {
+                    return Err(Early::new(
+                        StatusCode::FORBIDDEN,
+                        "tollgate/host-mismatch",
+                        format!(
+                            "the Host header names {h} but the request names {authority}; send the same host in both"
+                        ),
+                    ));
+                }
+            }
             if !self.is_self(&host, port) {
                 let route = policy.and_then(|p| p.route_for_host(&host, port)).cloned();
+                let path = judged(route.as_ref())?;
                 return Ok(Destination {
                     scheme,
                     host,
                     port,
-                    path: classify::normalize_path(uri.path()),
+                    path_and_query: with_query(&path),
+                    path,
+                    sent_path,
                     query: uri.query().map(str::to_owned),
-                    path_and_query,
                     route,
                 });
             }
         }
-        // Origin-form (or aimed at the proxy itself): a reverse-proxy route.
-        let normalized = classify::normalize_path(uri.path());
-        let Some((route, rest)) = policy.and_then(|p| p.route_for_path(&normalized)) else {
+        // Origin-form (or aimed at the proxy itself): a reverse-proxy route,
+        // chosen on the most reduced form of the path; the route's
+        // strictness then decides whether that reduction is allowed (refuse
+        // mode's answer, when it has one, is the same path).
+        let listener =
+            judge_path(uri.path(), PathStrictness::Normalize).map_err(|e| path_refusal(&e))?;
+        let Some((route, rest)) = policy.and_then(|p| p.route_for_path(&listener)) else {
             return Err(Early::new(
                 StatusCode::FORBIDDEN,
                 "tollgate/no-route",
                 format!(
-                    "no route serves {normalized} on the sidecar's listener: use it as an HTTP proxy (absolute URLs, CONNECT) or declare a route with pathPrefix"
+                    "no route serves {listener} on the sidecar's listener: use it as an HTTP proxy (absolute URLs, CONNECT) or declare a route with pathPrefix"
                 ),
             ));
         };
+        if route.path_strictness == PathStrictness::Refuse {
+            judge_path(uri.path(), PathStrictness::Refuse).map_err(|e| path_refusal(&e))?;
+        }
         let Some(up) = &route.upstream else {
             return Err(Early::new(
                 StatusCode::FORBIDDEN,
@@ -543,18 +615,14 @@ impl Shared {
                 rest
             }
         );
-        let mut path_and_query = path.clone();
-        if let Some(q) = uri.query() {
-            path_and_query.push('?');
-            path_and_query.push_str(q);
-        }
         Ok(Destination {
             scheme,
             host: up.host.clone(),
             port: up.port,
+            path_and_query: with_query(&path),
             path,
+            sent_path,
             query: uri.query().map(str::to_owned),
-            path_and_query,
             route: Some(Arc::clone(route)),
         })
     }
@@ -585,7 +653,7 @@ impl Shared {
             Some(t) => (t.host.clone(), t.port),
             None => uri
                 .authority()
-                .and_then(|a| split_authority(a.as_str(), 80))
+                .and_then(|a| split_authority(a.as_str(), 80).ok())
                 .unwrap_or_else(|| (self.local.ip().to_string(), self.local.port())),
         };
         let action = Action::http(Target {
@@ -619,8 +687,14 @@ impl Shared {
             Known::Declared(p, _) => p,
             Known::Undeclared => Protocol::Http,
         };
-        self.record_refusal(&action, Some(protocol), &early, Instant::now())
-            .await;
+        self.record_refusal_with(
+            &action,
+            Some(protocol),
+            &early,
+            Instant::now(),
+            dest.paths(),
+        )
+        .await;
         refuse(
             shape_for(protocol, known, headers, &[], false),
             &early.refusal(),
@@ -631,12 +705,14 @@ impl Shared {
     async fn refuse_action(
         &self,
         action: &Action,
+        dest: &Destination,
         protocol: Option<Protocol>,
         shape: Shape<'_>,
         early: Early,
         started: Instant,
     ) -> Response<Payload> {
-        self.record_refusal(action, protocol, &early, started).await;
+        self.record_refusal_with(action, protocol, &early, started, dest.paths())
+            .await;
         refuse(shape, &early.refusal())
     }
 
@@ -649,9 +725,22 @@ impl Shared {
         early: &Early,
         started: Instant,
     ) {
+        self.record_refusal_with(action, protocol, early, started, None)
+            .await;
+    }
+
+    /// [`Shared::record_refusal`] with extra event attributes.
+    async fn record_refusal_with(
+        &self,
+        action: &Action,
+        protocol: Option<Protocol>,
+        early: &Early,
+        started: Instant,
+        extra: Option<serde_json::Map<String, Value>>,
+    ) {
         let decided = early.decided();
         let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let mut event = self.auditor.event(action, &decided, latency_us, None);
+        let mut event = self.auditor.event(action, &decided, latency_us, extra);
         if let Some(p) = protocol {
             event.action.protocol = p.as_str().to_owned();
         }
@@ -686,28 +775,72 @@ impl Early {
     }
 }
 
-/// Splits `host[:port]` (IPv6 bracketed), lowercasing the host.
-pub(crate) fn split_authority(authority: &str, default_port: u16) -> Option<(String, u16)> {
-    let authority = authority.rsplit('@').next()?;
-    let (host, port) = if authority.starts_with('[') {
-        let end = authority.find(']')?;
+/// The refusal of a path no server could be trusted to read as judged.
+fn path_refusal(e: &tollgate_policies::action::path::PathError) -> Early {
+    Early::new(StatusCode::FORBIDDEN, "tollgate/path", e.to_string())
+}
+
+/// Why an authority has no canonical `host:port`.
+#[derive(Debug)]
+pub(crate) enum BadAuthority {
+    /// Not `host[:port]` at all (bad port, unterminated IPv6 literal).
+    Malformed,
+    /// The host has no canonical form.
+    Host(HostError),
+}
+
+impl BadAuthority {
+    /// The refusal, naming `what` was refused.
+    pub(crate) fn early(&self, what: &str) -> Early {
+        match self {
+            BadAuthority::Malformed => Early::new(
+                StatusCode::BAD_REQUEST,
+                "tollgate/framing",
+                format!("{what} is not a valid host[:port]"),
+            ),
+            BadAuthority::Host(e) => Early::new(
+                StatusCode::FORBIDDEN,
+                "tollgate/host",
+                format!("{what} is refused: {e}"),
+            ),
+        }
+    }
+}
+
+/// Splits `host[:port]` (IPv6 bracketed) and reduces the host to its
+/// canonical form (see [`host::request_host`]).
+pub(crate) fn split_authority(
+    authority: &str,
+    default_port: u16,
+) -> Result<(String, u16), BadAuthority> {
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let (raw, port) = if authority.starts_with('[') {
+        let end = authority.find(']').ok_or(BadAuthority::Malformed)?;
         let (h, rest) = authority.split_at(end + 1);
         match rest.strip_prefix(':') {
-            Some(p) => (h, p.parse().ok()?),
+            Some(p) => (h, parse_port(p)?),
             None if rest.is_empty() => (h, default_port),
-            None => return None,
+            None => return Err(BadAuthority::Malformed),
         }
     } else {
         match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().ok()?),
+            Some((h, p)) => (h, parse_port(p)?),
             None => (authority, default_port),
         }
     };
-    let host = host.trim_end_matches('.');
-    if host.is_empty() || port == 0 {
-        return None;
+    if port == 0 {
+        return Err(BadAuthority::Malformed);
     }
-    Some((host.to_ascii_lowercase(), port))
+    let host = host::request_host(raw).map_err(BadAuthority::Host)?;
+    Ok((host, port))
+}
+
+/// A port: decimal digits only (no sign), 1..=65535.
+fn parse_port(p: &str) -> Result<u16, BadAuthority> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(BadAuthority::Malformed);
+    }
+    p.parse().map_err(|_| BadAuthority::Malformed)
 }
 
 #[cfg(test)]
@@ -716,27 +849,55 @@ mod tests {
 
     #[test]
     fn authorities_split_with_defaults_and_brackets() {
+        let split = |a: &str, d: u16| split_authority(a, d).ok();
+        assert_eq!(split("Example.COM", 80), Some(("example.com".into(), 80)));
         assert_eq!(
-            split_authority("Example.COM", 80),
-            Some(("example.com".into(), 80))
-        );
-        assert_eq!(
-            split_authority("example.com.:8443", 80),
+            split("example.com.:8443", 80),
             Some(("example.com".into(), 8443))
         );
-        assert_eq!(
-            split_authority("[::1]:9000", 80),
-            Some(("[::1]".into(), 9000))
-        );
-        assert_eq!(split_authority("[::1]", 443), Some(("[::1]".into(), 443)));
-        assert_eq!(
-            split_authority("user:pw@host:81", 80),
-            Some(("host".into(), 81))
-        );
-        assert_eq!(split_authority("host:0", 80), None);
-        assert_eq!(split_authority("host:x", 80), None);
-        assert_eq!(split_authority(":80", 80), None);
-        assert_eq!(split_authority("[::1", 80), None);
+        assert_eq!(split("[::1]:9000", 80), Some(("[::1]".into(), 9000)));
+        assert_eq!(split("[::1]", 443), Some(("[::1]".into(), 443)));
+        assert_eq!(split("user:pw@host:81", 80), Some(("host".into(), 81)));
+        assert_eq!(split("host:0", 80), None);
+        assert_eq!(split("host:x", 80), None);
+        assert_eq!(split("host:+80", 80), None);
+        assert_eq!(split("host:", 80), None);
+        assert_eq!(split(":80", 80), None);
+        assert_eq!(split("[::1", 80), None);
+    }
+
+    #[test]
+    fn authorities_reduce_every_spelling_of_a_host_to_one() {
+        for a in [
+            "127.0.0.1:8080",
+            "2130706433:8080",
+            "127.1:8080",
+            "0x7f000001:8080",
+            "0177.0.0.1:8080",
+            "127.000.000.001:8080",
+            "[::ffff:127.0.0.1]:8080",
+            "[::ffff:7f00:1]:8080",
+            "127.0.0.1.:8080",
+        ] {
+            assert_eq!(
+                split_authority(a, 80).ok(),
+                Some(("127.0.0.1".into(), 8080)),
+                "{a}"
+            );
+        }
+        for a in [
+            "0:80",
+            "0.0.0.0:80",
+            "[::]:80",
+            "[::127.0.0.1]:80",
+            "1.2.3.256:80",
+            "[fe80::1%25lo]:80",
+        ] {
+            assert!(
+                matches!(split_authority(a, 80), Err(BadAuthority::Host(_))),
+                "{a}"
+            );
+        }
     }
 
     #[test]

@@ -54,17 +54,36 @@ async fn connect_inner(
     req: Request<Incoming>,
 ) -> Response<Payload> {
     let started = Instant::now();
-    let Some((host, port)) = req
-        .uri()
-        .authority()
-        .and_then(|a| split_authority(a.as_str(), 443))
-    else {
-        let early = Early {
-            status: StatusCode::BAD_REQUEST,
-            rule: "tollgate/framing",
-            reason: format!("CONNECT needs host:port, got {:?}", req.uri().to_string()),
-        };
-        return refuse(Shape::Plain, &early.refusal());
+    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+    let (host, port) = match authority.as_deref().map(|a| split_authority(a, 443)) {
+        Some(Ok(hp)) => hp,
+        Some(Err(e)) => {
+            let early = e.early(&format!(
+                "the CONNECT target {:?}",
+                authority.as_deref().unwrap_or_default()
+            ));
+            // Recorded as sent: the host has no canonical form.
+            let action = Action::http(Target {
+                method: "CONNECT".into(),
+                scheme: "https".into(),
+                host: authority.clone().unwrap_or_default(),
+                port: 0,
+                path: String::new(),
+                query: None,
+            });
+            shared
+                .record_refusal(&action, Some(Protocol::Http), &early, started)
+                .await;
+            return refuse(Shape::Plain, &early.refusal());
+        }
+        None => {
+            let early = Early {
+                status: StatusCode::BAD_REQUEST,
+                rule: "tollgate/framing",
+                reason: format!("CONNECT needs host:port, got {:?}", req.uri().to_string()),
+            };
+            return refuse(Shape::Plain, &early.refusal());
+        }
     };
     let policy = shared.policy.current();
     let intercept = shared.interceptor.is_some()
@@ -249,10 +268,10 @@ async fn passthrough(
     }
 }
 
-/// Whether an SNI names the `CONNECT` host.
+/// Whether an SNI names the `CONNECT` host (already canonical): the SNI is
+/// reduced to its canonical form first, and one that has none never does.
 fn same_host(sni: &str, host: &str) -> bool {
-    sni.trim_end_matches('.')
-        .eq_ignore_ascii_case(host.trim_end_matches('.'))
+    tollgate_policies::action::host::request_host(sni).is_ok_and(|s| s == host)
 }
 
 /// An intercepted tunnel: terminate TLS (or take plain HTTP) and serve the

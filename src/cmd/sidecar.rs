@@ -143,13 +143,18 @@ fn check(args: &Args) -> anyhow::Result<ExitCode> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         match ActionPolicy::parse(&text, &path.display().to_string()) {
-            Ok(p) => println!(
-                "{}: valid action policy {:?}: {} routes, {} rules",
-                path.display(),
-                p.name(),
-                p.routes().len(),
-                p.rule_count()
-            ),
+            Ok(p) => {
+                println!(
+                    "{}: valid action policy {:?}: {} routes, {} rules",
+                    path.display(),
+                    p.name(),
+                    p.routes().len(),
+                    p.rule_count()
+                );
+                for w in p.warnings() {
+                    eprintln!("warning: {}: {w}", path.display());
+                }
+            }
             Err(e) => {
                 eprintln!("{e}");
                 ok = false;

@@ -41,6 +41,9 @@ pub(crate) struct Rule {
     pub(crate) token_budget: Option<Arc<Limiter>>,
     pub(crate) allow_upgrade: bool,
     pub(crate) rego: Option<RegoCondition>,
+    /// Why the rule can never match, if it cannot (a warning, not an
+    /// error: the rule is harmless, but its author meant something else).
+    pub(crate) never_matches: Option<String>,
 }
 
 /// A rule's compiled matchers.
@@ -130,6 +133,20 @@ impl ActionPolicy {
             passthrough,
             baseline: None,
         })
+    }
+
+    /// What is legal in the policy but almost certainly a mistake, such as
+    /// a rule that can never match; each names the rule.
+    pub fn warnings(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                r.never_matches.as_ref().map(|why| {
+                    format!("spec.rules[{i}] (name {:?}) can never match: {why}", r.name)
+                })
+            })
+            .collect()
     }
 
     /// The policy's name (`metadata.name`).
@@ -233,6 +250,29 @@ impl ActionPolicy {
     }
 }
 
+/// Why a rule's matchers can never all hold at once, if they cannot: an
+/// MCP call names a tool (`tools/call`), a resource (`resources/*`) or a
+/// prompt (`prompts/get`), never two of them, and `arguments` belong to
+/// tool calls.
+fn never_matches(m: &MatchSpec) -> Option<String> {
+    let tool = !m.tools.is_empty() || !m.arguments.is_empty();
+    let set: Vec<&str> = [
+        (tool, "tools/arguments (tools/call only)"),
+        (!m.uris.is_empty(), "uris (resources/* only)"),
+        (!m.prompts.is_empty(), "prompts (prompts/get only)"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, name)| *name)
+    .collect();
+    (set.len() > 1).then(|| {
+        format!(
+            "one MCP call never carries {}; split it into one rule per kind of call",
+            set.join(" and ")
+        )
+    })
+}
+
 /// Checks `apiVersion` and `kind`.
 pub(crate) fn check_header(document: &ActionPolicyDocument) -> Result<(), String> {
     if document.api_version != API_VERSION {
@@ -309,6 +349,7 @@ impl Rule {
             token_budget,
             allow_upgrade: spec.allow_upgrade,
             rego,
+            never_matches: never_matches(&spec.matches),
         })
     }
 }

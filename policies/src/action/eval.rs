@@ -235,6 +235,21 @@ fn rego_input_for(action: &Action) -> regorus::Value {
 }
 
 impl Matcher {
+    /// Whether `servers` matches the action's server. Without a route, an
+    /// MCP server or A2A agent is named `host:port`; an entry without a
+    /// port (`tools.example.com`) matches that host on any port.
+    fn servers_match(&self, action: &Action) -> bool {
+        let server = action.server();
+        if self.servers.matches(server) {
+            return true;
+        }
+        action.route.is_none()
+            && matches!(action.kind, ActionKind::Mcp(_) | ActionKind::A2a(_))
+            && server.rsplit_once(':').is_some_and(|(host, port)| {
+                port.parse::<u16>().is_ok() && self.servers.matches(host)
+            })
+    }
+
     /// Whether every given matcher matches `action`.
     pub(crate) fn matches(&self, action: &Action) -> bool {
         let t = &action.target;
@@ -242,7 +257,7 @@ impl Matcher {
             || !(self.ports.is_empty() || self.ports.contains(&t.port))
             || !(self.schemes.is_empty() || self.schemes.contains(&t.scheme))
             || !self.paths.matches(&t.path)
-            || !self.servers.matches(action.server())
+            || !self.servers_match(action)
         {
             return false;
         }

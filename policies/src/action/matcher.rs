@@ -128,9 +128,15 @@ pub(crate) struct HostPatterns {
 impl HostPatterns {
     pub(crate) fn compile(texts: &[String]) -> Result<HostPatterns, String> {
         let mut entries = Vec::with_capacity(texts.len());
+        let meta = |c: char| matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\');
         for text in texts {
             let (host, port) = split_host_port(text)?;
-            entries.push((Pattern::compile(host, Separator::Free, true)?, port));
+            // Written hosts are reduced to the canonical form requests are
+            // (`0x7f.1` is `127.0.0.1`, `Bücher.de.` is `xn--bcher-kva.de`).
+            let is_glob = !host.starts_with('[') && host.contains(meta);
+            let host = super::host::policy_host_pattern(host, is_glob)
+                .map_err(|e| format!("host {text:?}: {e}"))?;
+            entries.push((Pattern::compile(&host, Separator::Free, true)?, port));
         }
         Ok(HostPatterns { entries })
     }

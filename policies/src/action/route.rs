@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::matcher::{HostPatterns, split_host_port};
+use super::path::{PathStrictness, judge_path};
 use super::spec::{LimitsSpec, RouteSpec};
 use super::{LlmProvider, Protocol};
 
@@ -87,6 +88,8 @@ pub struct Route {
     pub upstream: Option<RouteTarget>,
     /// Whether request bodies are read before the decision.
     pub inspect_body: bool,
+    /// How paths servers could read differently are treated.
+    pub path_strictness: PathStrictness,
     hosts: HostPatterns,
 }
 
@@ -105,6 +108,11 @@ impl Route {
             (Some(prefix), Some(url)) => {
                 if !prefix.starts_with('/') {
                     return Err(format!("pathPrefix {prefix:?} must start with '/'"));
+                }
+                if judge_path(prefix, PathStrictness::Refuse).as_deref() != Ok(prefix.as_str()) {
+                    return Err(format!(
+                        "pathPrefix {prefix:?} must be a plain path: no escapes, '//', '\\', ';' or '.'/'..' segments"
+                    ));
                 }
                 Some(parse_upstream(url)?)
             }
@@ -141,6 +149,7 @@ impl Route {
                 .map(|p| p.trim_end_matches('/').to_owned()),
             upstream,
             inspect_body: spec.inspect_body.unwrap_or(true),
+            path_strictness: spec.path_strictness.unwrap_or_default(),
             hosts: HostPatterns::compile(&spec.hosts)?,
         })
     }
@@ -181,9 +190,10 @@ fn parse_upstream(url: &str) -> Result<RouteTarget, String> {
     if host.contains(['*', '?', '[']) && !host.starts_with('[') {
         return Err(bad("the host cannot be a pattern"));
     }
+    let host = super::host::request_host(host).map_err(|e| bad(&e.to_string()))?;
     Ok(RouteTarget {
         scheme: scheme.to_owned(),
-        host: host.to_ascii_lowercase(),
+        host,
         port: port.unwrap_or(default_port),
         base_path: path.trim_end_matches('/').to_owned(),
     })

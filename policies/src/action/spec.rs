@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use super::eval::Effect;
+use super::path::PathStrictness;
 use super::{LlmProvider, Protocol};
 
 /// The `apiVersion` of an action policy document.
@@ -134,6 +135,11 @@ pub struct RouteSpec {
     /// without reading them (large uploads). Default `true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inspect_body: Option<bool>,
+    /// Paths servers could read differently (`//`, `%2F`, `\\`, `;param`,
+    /// `.`/`..`): `refuse` them (the default) or `normalize` them to one
+    /// form, which is then judged and forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_strictness: Option<PathStrictness>,
 }
 
 /// One rule.
@@ -393,6 +399,7 @@ impl RouteSpec {
             hosts,
             path_prefix: None,
             upstream: None,
+            path_strictness: None,
             provider: None,
             inspect_body: None,
         }

@@ -120,7 +120,7 @@ pub(crate) fn resolve(
             "list"
         }
         .to_owned();
-        if let Some(name) = field_selector_name(query) {
+        if let Some(name) = field_selector_name(query)? {
             req.name = Some(name);
         }
     }
@@ -152,16 +152,53 @@ fn query_flag(query: Option<&str>, name: &str) -> bool {
 }
 
 /// The name a `fieldSelector=metadata.name=x` pins a list or watch to.
-fn field_selector_name(query: Option<&str>) -> Option<String> {
-    let (_, selector) = query_params(query).find(|(k, _)| k == "fieldSelector")?;
-    let mut name = None;
+///
+/// The API server reads the first `fieldSelector` parameter, splits it on
+/// unescaped commas, **sorts** the terms, and names the request after the
+/// first `metadata.name` term with `=`/`==` in that order (not in the order
+/// written). Rather than mirror that, a selector that could name two
+/// different objects is refused: repeated `fieldSelector` parameters that
+/// differ, `metadata.name` terms with different values, or escapes (`\\`)
+/// in a selector that mentions `metadata.name`.
+fn field_selector_name(query: Option<&str>) -> Result<Option<String>, String> {
+    let mut selectors = query_params(query).filter(|(k, _)| k == "fieldSelector");
+    let Some((_, selector)) = selectors.next() else {
+        return Ok(None);
+    };
+    if selectors.any(|(_, other)| other != selector) {
+        return Err(
+            "more than one fieldSelector parameter, with different values: refused as ambiguous"
+                .into(),
+        );
+    }
+    if !selector.contains("metadata.name") {
+        return Ok(None);
+    }
+    if selector.contains('\\') {
+        return Err(format!(
+            "fieldSelector {selector:?} escapes characters around metadata.name: refused as ambiguous"
+        ));
+    }
+    let mut name: Option<&str> = None;
     for term in selector.split(',') {
-        let (field, value) = term.split_once("==").or_else(|| term.split_once('='))?;
-        if field.trim() == "metadata.name" && !field.ends_with('!') {
-            name = Some(value.trim().to_owned());
+        let Some((field, value)) = term.split_once("==").or_else(|| term.split_once('=')) else {
+            continue;
+        };
+        if field.trim() != "metadata.name" || field.ends_with('!') {
+            continue;
+        }
+        match name {
+            Some(seen) if seen != value.trim() => {
+                return Err(format!(
+                    "fieldSelector {selector:?} names more than one metadata.name: refused as ambiguous"
+                ));
+            }
+            _ => name = Some(value.trim()),
         }
     }
-    name.filter(|n| !n.is_empty() && !n.contains('/') && n != "." && n != "..")
+    Ok(name
+        .filter(|n| !n.is_empty() && !n.contains(['/', '%']) && *n != "." && *n != "..")
+        .map(str::to_owned))
 }
 
 /// Decodes `%XX` escapes (as Go's `URL.Path` is decoded); `None` for a
