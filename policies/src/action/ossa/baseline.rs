@@ -177,8 +177,8 @@ struct Tool {
     rate_per_minute: Option<u64>,
 }
 
-/// Reads the tools of a manifest.
-fn read_tools(manifest: &AgentManifest) -> Result<Vec<Tool>, Refusal> {
+/// Reads the tools of a manifest; what it cannot use is noted.
+fn read_tools(manifest: &AgentManifest, notes: &mut Vec<String>) -> Result<Vec<Tool>, Refusal> {
     let mut out = Vec::new();
     for (index, t) in manifest.tools().iter().enumerate() {
         let path = format!("spec.tools[{index}]");
@@ -201,7 +201,7 @@ fn read_tools(manifest: &AgentManifest) -> Result<Vec<Tool>, Refusal> {
             _ => t.name.iter().cloned().collect(),
         };
         names.retain(|n| !n.trim().is_empty());
-        let server = tool_server(t, &path)?;
+        let server = tool_server(t, &path, notes)?;
         let rate_per_minute = t
             .transport
             .as_ref()
@@ -227,8 +227,14 @@ fn read_tools(manifest: &AgentManifest) -> Result<Vec<Tool>, Refusal> {
 
 /// The one server a tool entry names: a URL (`endpoint`, `config.endpoint`,
 /// a URL in `server`/`config.server`) wins over a bare name; two different
-/// URLs, or two different names, are ambiguous and refused.
-fn tool_server(t: &ToolSpec, path: &str) -> Result<Option<ServerRef>, Refusal> {
+/// URLs, or two different names, are ambiguous and refused. A whole-value
+/// `${VAR:-default}` is its default; without one, or as a command line (a
+/// stdio server run by the agent), it names no network server (noted).
+fn tool_server(
+    t: &ToolSpec,
+    path: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<ServerRef>, Refusal> {
     let mut candidates: Vec<(String, &str)> = Vec::new();
     for (field, value) in [("server", &t.server), ("endpoint", &t.endpoint)] {
         if let Some(v) = value.as_deref().filter(|v| !v.trim().is_empty()) {
@@ -254,7 +260,26 @@ fn tool_server(t: &ToolSpec, path: &str) -> Result<Option<ServerRef>, Refusal> {
     let mut address: Option<(String, ServerRef)> = None;
     let mut name: Option<(String, ServerRef)> = None;
     for (field, text) in candidates {
-        let parsed = ServerRef::parse(text).map_err(|m| (field.clone(), m))?;
+        let text = text.trim();
+        let text = if text.starts_with("${") && text.ends_with('}') {
+            let value = resolve_default(text);
+            if value.is_empty() || value.starts_with("${") {
+                notes.push(format!(
+                    "{field}: {text:?} depends on the agent's environment and has no default; it names no server the sidecar can allow"
+                ));
+                continue;
+            }
+            value
+        } else {
+            text.to_owned()
+        };
+        if text.contains(char::is_whitespace) {
+            notes.push(format!(
+                "{field}: {text:?} is a command the agent runs (a stdio MCP server): its MCP traffic never crosses the network, and what the command reaches is decided as any other request"
+            ));
+            continue;
+        }
+        let parsed = ServerRef::parse(&text).map_err(|m| (field.clone(), m))?;
         let slot = match parsed {
             ServerRef::Name(_) => &mut name,
             ServerRef::Address { .. } => &mut address,
@@ -390,7 +415,7 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn build(&mut self, manifest: &AgentManifest, standalone: bool) -> Result<(), Refusal> {
-        let tools = read_tools(manifest)?;
+        let tools = read_tools(manifest, &mut self.notes)?;
         self.blocked_domains(manifest);
         self.mcp(manifest, &tools)?;
         self.llm(manifest)?;

@@ -2,6 +2,10 @@
 //! `apiVersion` (shipped in `schemas/`), told apart from whether Tollgate
 //! can enforce it: many real manifests are one and not the other.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use jsonschema::Validator;
 use serde_json::Value;
 
 use super::super::ActionPolicyError;
@@ -54,16 +58,27 @@ pub fn schema_for(version: OssaVersion) -> Option<(&'static str, &'static str)> 
     })
 }
 
+/// The compiled validator of a shipped schema, compiled once per process.
+fn compiled(name: &'static str, text: &'static str) -> Result<Arc<Validator>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, Arc<Validator>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(v) = cache.get(name) {
+        return Ok(Arc::clone(v));
+    }
+    let schema: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let validator = Arc::new(jsonschema::validator_for(&schema).map_err(|e| e.to_string())?);
+    cache.insert(name, Arc::clone(&validator));
+    Ok(validator)
+}
+
 /// Validates `document` (the manifest as JSON) against the schema of
 /// `api_version`.
 pub fn validate(api_version: &str, document: &Value) -> SchemaCheck {
     let Some((name, text)) = OssaVersion::parse(api_version).and_then(schema_for) else {
         return SchemaCheck::NoSchema;
     };
-    let validator = serde_json::from_str::<Value>(text)
-        .map_err(|e| e.to_string())
-        .and_then(|schema| jsonschema::validator_for(&schema).map_err(|e| e.to_string()));
-    let validator = match validator {
+    let validator = match compiled(name, text) {
         Ok(v) => v,
         Err(e) => {
             return SchemaCheck::Invalid {

@@ -188,8 +188,8 @@ fn errors_are_located_and_say_what_is_expected() {
             "spec.tools[0].endpoint: \"http://user@evil.example/\": user information",
         ),
         (
-            "apiVersion: ossa/v0.3.6\nkind: Agent\nspec:\n  tools:\n    - {type: mcp, name: x, endpoint: \"${MCP_URL}\"}\n",
-            "spec.tools[0].endpoint: \"${MCP_URL}\" is a template",
+            "apiVersion: ossa/v0.3.6\nkind: Agent\nspec:\n  tools:\n    - {type: mcp, name: x, endpoint: \"http://${MCP_HOST}:80\"}\n",
+            "spec.tools[0].endpoint: \"http://${MCP_HOST}:80\" is a template",
         ),
         (
             "apiVersion: ossa/v0.3.6\nkind: Agent\nspec:\n  tools:\n    - {type: mcp, name: x, server: \"*.example\"}\n",
@@ -382,13 +382,48 @@ spec:
 }
 
 #[test]
-fn the_example_manifest_parses() {
+fn the_example_manifest_is_schema_valid_and_enforced() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/injection/ossa-agent.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     // The example is a ConfigMap holding the manifest under `agent.yaml`.
     let cm: serde_json::Value = yaml_serde::from_str(&text).unwrap();
     let manifest = cm["data"]["agent.yaml"].as_str().unwrap();
+    // An official schema accepts it.
+    assert_eq!(
+        schema::check_manifest(manifest, "agent.yaml").unwrap(),
+        schema::SchemaCheck::Valid { schema: "0.3.6" }
+    );
     let m = AgentManifest::parse(manifest, "agent.yaml").unwrap();
-    Baseline::standalone(&m, &Placement::default()).unwrap();
+    let policy = Baseline::standalone(&m, &Placement::new(Some("agents".into()))).unwrap();
+    let mut trivy = mcp(
+        "trivy.tools.svc.cluster.local",
+        "tools/call",
+        Some("trivy-scanner"),
+    );
+    trivy.target.scheme = "http".into();
+    trivy.target.port = 8080;
+    assert!(decide(&policy, &trivy).0);
+    trivy.target.port = 8081;
+    assert!(!decide(&policy, &trivy).0);
+    assert!(
+        decide(
+            &policy,
+            &mcp("mcp.github.example", "tools/call", Some("search_code"))
+        )
+        .0
+    );
+    assert!(
+        decide(
+            &policy,
+            &llm(LlmProvider::Anthropic, "claude-3-5-haiku-20241022")
+        )
+        .0
+    );
     Baseline::constraint(&m, &Placement::default()).unwrap();
+    // The example before: no official schema accepted it.
+    let before = "apiVersion: ossa/v0.2.x\nkind: Agent\nmetadata: {name: s, version: 1.0.0}\nspec:\n  llm: {provider: anthropic, model: m}\n  tools:\n    - {type: mcp, name: t, description: d}\n";
+    assert!(matches!(
+        schema::check_manifest(before, "agent.yaml").unwrap(),
+        schema::SchemaCheck::Invalid { .. }
+    ));
 }

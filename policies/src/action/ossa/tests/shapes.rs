@@ -243,3 +243,38 @@ fn undeclared_http_and_a2a_are_the_action_policys_when_none_is_declared() {
     ok.target.path = "/v10".into();
     assert!(!allowed(&c, &ok));
 }
+
+#[test]
+fn environment_defaults_and_stdio_commands_as_servers() {
+    let text = format!(
+        "{HEAD}  tools:\n    - {{type: mcp, name: a, endpoint: \"${{GITLAB_URL:-https://gitlab.example/api/v4}}\"}}\n    - {{type: mcp, name: b, endpoint: \"${{HOOK_URL:-}}\"}}\n    - {{type: mcp, name: c, config: {{server: \"npx -y @modelcontextprotocol/server-github\"}}}}\n"
+    );
+    let p = baseline(&text);
+    // The default is the server.
+    assert!(allowed(&p, &mcp("gitlab.example", "tools/call", Some("a"))));
+    assert!(!allowed(
+        &p,
+        &mcp("attacker.example", "tools/call", Some("a"))
+    ));
+    // No default, or a command: no server, so nowhere.
+    assert!(!allowed(
+        &p,
+        &mcp("attacker.example", "tools/call", Some("b"))
+    ));
+    assert!(!allowed(
+        &p,
+        &mcp("attacker.example", "tools/call", Some("c"))
+    ));
+    let m = AgentManifest::parse(&text, "agent.yaml").unwrap();
+    let notes = Baseline::plan(&m, &Placement::default(), true)
+        .unwrap()
+        .notes;
+    assert!(
+        notes.iter().any(|n| n.contains("has no default")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("stdio MCP server")),
+        "{notes:?}"
+    );
+}
