@@ -148,13 +148,17 @@ async fn the_ossa_baseline_denies_undeclared_tools_the_policy_allows() {
 async fn without_an_action_policy_the_baseline_alone_decides() {
     let dir = tempfile::tempdir().unwrap();
     let manifest_path = dir.path().join("agent.yaml");
-    // No routes without a policy: the tool is declared for any server.
-    let text = manifest(&["read_file"]).replace(", server: tools", "");
+    // No routes without a policy: the tool names its server by URL.
+    let port = free_port();
+    let text = manifest(&["read_file"]).replace(
+        "server: tools",
+        &format!("server: \"http://127.0.0.1:{port}\""),
+    );
     std::fs::write(&manifest_path, text).unwrap();
     let sidecar = Sidecar::start(None, &["--ossa-manifest", manifest_path.to_str().unwrap()]).await;
     // Nothing listens there: an allowed call fails upstream (502), a denied
     // one never leaves the sidecar.
-    let url = format!("http://127.0.0.1:{}/mcp", free_port());
+    let url = format!("http://127.0.0.1:{port}/mcp");
     let headers = [("content-type", "application/json")];
     let (_, _, body) = via_proxy(
         sidecar.addr,

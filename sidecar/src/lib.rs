@@ -81,7 +81,7 @@ impl Sidecar {
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::new(&mut registry, Arc::clone(&cell)));
         extra(&mut registry);
-        let store = Arc::new(match (&config.policy, &config.ossa_manifest) {
+        let store = match (&config.policy, &config.ossa_manifest) {
             (Some(policy), manifest) => {
                 PolicyStore::new(policy.clone(), Arc::clone(&cell)).with_manifest(manifest.clone())
             }
@@ -93,7 +93,8 @@ impl Sidecar {
                     "neither an action policy file nor an OSSA manifest is configured".into(),
                 ));
             }
-        });
+        };
+        let store = Arc::new(store.with_namespace(config.identity.namespace.clone()));
         store.reload(&metrics);
 
         let interceptor = match &config.intercept_ca {

@@ -22,7 +22,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tollgate_policies::action::ActionPolicy;
-use tollgate_policies::action::ossa::{AgentManifest, Baseline};
+use tollgate_policies::action::ossa::{AgentManifest, Baseline, Placement};
 
 use crate::metrics::Metrics;
 
@@ -59,6 +59,8 @@ pub enum Reload {
 pub struct PolicyStore {
     path: Option<PathBuf>,
     manifest: Option<PathBuf>,
+    /// The pod's namespace, for the manifest's in-cluster server names.
+    namespace: Option<String>,
     cell: Arc<PolicyCell>,
     last_digest: Mutex<Option<u64>>,
 }
@@ -69,6 +71,7 @@ impl PolicyStore {
         PolicyStore {
             path: Some(path),
             manifest: None,
+            namespace: None,
             cell,
             last_digest: Mutex::new(None),
         }
@@ -79,6 +82,7 @@ impl PolicyStore {
         PolicyStore {
             path: None,
             manifest: Some(manifest),
+            namespace: None,
             cell,
             last_digest: Mutex::new(None),
         }
@@ -88,6 +92,13 @@ impl PolicyStore {
     /// baseline with the policy file.
     pub fn with_manifest(mut self, manifest: Option<PathBuf>) -> PolicyStore {
         self.manifest = manifest;
+        self
+    }
+
+    /// The pod's namespace: an OSSA manifest's bare Service names (`mcp`)
+    /// also match their in-cluster spellings (`mcp.<namespace>.svc`).
+    pub fn with_namespace(mut self, namespace: Option<String>) -> PolicyStore {
+        self.namespace = namespace;
         self
     }
 
@@ -183,10 +194,19 @@ impl PolicyStore {
             )?),
             None => None,
         };
+        let placement = Placement::new(self.namespace.clone());
         Ok(match (policy, manifest) {
-            (Some(policy), Some(m)) => policy.with_baseline(Arc::new(Baseline::constraint(&m)?)),
+            (Some(policy), Some(m)) => {
+                let placement = placement.with_routes_of(&policy);
+                log_notes(&m, &placement, false);
+                let baseline = Baseline::constraint(&m, &placement)?;
+                policy.with_baseline(Arc::new(baseline))
+            }
             (Some(policy), None) => policy,
-            (None, Some(m)) => Baseline::standalone(&m)?,
+            (None, Some(m)) => {
+                log_notes(&m, &placement, true);
+                Baseline::standalone(&m, &placement)?
+            }
             (None, None) => ActionPolicy::compile_spec("none", &Default::default())?,
         })
     }
@@ -272,5 +292,15 @@ impl PolicyStore {
             let _ = watcher.watch(dir, RecursiveMode::NonRecursive);
         }
         Ok(watcher)
+    }
+}
+
+/// Logs what the manifest declares that the sidecar does not enforce, so
+/// nothing it declares is dropped silently.
+fn log_notes(manifest: &AgentManifest, placement: &Placement, standalone: bool) {
+    if let Ok(plan) = Baseline::plan(manifest, placement, standalone) {
+        for note in plan.notes {
+            tracing::warn!(agent = manifest.name(), %note, "OSSA manifest: declared but not enforced");
+        }
     }
 }

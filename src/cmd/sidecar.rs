@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tollgate_policies::action::ActionPolicy;
-use tollgate_policies::action::ossa::{AgentManifest, Baseline};
+use tollgate_policies::action::ossa::schema::{self, SchemaCheck};
+use tollgate_policies::action::ossa::{AgentManifest, Baseline, Placement};
 use tollgate_policies::action::spec::parse_duration;
 use tollgate_sidecar::classify::Recognition;
 use tollgate_sidecar::config::{self, env, parse_downward_api};
@@ -136,9 +137,13 @@ pub struct Args {
     workers: usize,
 }
 
-/// `--check`: validates the policy file and the OSSA manifest.
+/// `--check`: validates the policy file and the OSSA manifest. For the
+/// manifest it says, separately, whether it is valid under the official
+/// schema of its version and whether the sidecar can enforce it; only the
+/// second decides the exit code (the sidecar loads what it can enforce).
 fn check(args: &Args) -> anyhow::Result<ExitCode> {
     let mut ok = true;
+    let mut policy = None;
     if let Some(path) = &args.policy {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -154,6 +159,7 @@ fn check(args: &Args) -> anyhow::Result<ExitCode> {
                 for w in p.warnings() {
                     eprintln!("warning: {}: {w}", path.display());
                 }
+                policy = Some(p);
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -164,33 +170,60 @@ fn check(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.ossa_manifest {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        match AgentManifest::parse(&text, &path.display().to_string()) {
+        let file = path.display().to_string();
+        match schema::check_manifest(&text, &file) {
+            Ok(SchemaCheck::Valid { schema }) => {
+                println!("{file}: schema: valid under the OSSA {schema} schema");
+            }
+            Ok(SchemaCheck::Invalid { schema, errors }) => {
+                println!("{file}: schema: NOT valid under the OSSA {schema} schema:");
+                for e in errors {
+                    println!("  {e}");
+                }
+            }
+            Ok(SchemaCheck::NoSchema) => {
+                println!("{file}: schema: no official OSSA schema for its apiVersion");
+            }
+            Err(e) => println!("{file}: schema: not checked: {e}"),
+        }
+        match AgentManifest::parse(&text, &file) {
             Ok(m) => {
-                let standalone = args.policy.is_none();
-                match if standalone {
-                    Baseline::standalone(&m)
+                let standalone = policy.is_none() && args.policy.is_none();
+                let mut placement = Placement::new(args.pod_namespace.clone());
+                if let Some(p) = &policy {
+                    placement = placement.with_routes_of(p);
+                }
+                let built = if standalone {
+                    Baseline::standalone(&m, &placement)
                 } else {
-                    Baseline::constraint(&m)
-                } {
-                    Ok(b) => println!(
-                        "{}: valid OSSA manifest of agent {:?}: baseline of {} rules ({})",
-                        path.display(),
-                        m.name(),
-                        b.rule_count(),
-                        if standalone {
-                            "decides alone"
-                        } else {
-                            "every action must also pass the policy"
+                    Baseline::constraint(&m, &placement)
+                };
+                match built {
+                    Ok(b) => {
+                        println!(
+                            "{file}: enforceable: OSSA manifest of agent {:?}: baseline of {} rules ({})",
+                            m.name(),
+                            b.rule_count(),
+                            if standalone {
+                                "decides alone"
+                            } else {
+                                "every action must also pass the policy"
+                            }
+                        );
+                        if let Ok(plan) = Baseline::plan(&m, &placement, standalone) {
+                            for note in plan.notes {
+                                println!("  note: {note}");
+                            }
                         }
-                    ),
+                    }
                     Err(e) => {
-                        eprintln!("{}: {e}", path.display());
+                        eprintln!("{file}: not enforceable: {e}");
                         ok = false;
                     }
                 }
             }
             Err(e) => {
-                eprintln!("{e}");
+                eprintln!("not enforceable: {e}");
                 ok = false;
             }
         }

@@ -3,7 +3,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::*;
-use crate::action::{Action, ActionKind, LlmRequest, McpCall, Target};
+use crate::action::{Action, ActionKind, LlmProvider, LlmRequest, McpCall, Target};
+
+mod golden;
+mod shapes;
 
 const MANIFEST: &str = r#"apiVersion: ossa/v0.2.x
 kind: Agent
@@ -21,6 +24,7 @@ spec:
       name: trivy-scanner
       description: Trivy vulnerability scanner
       auth: {type: bearer, tokenPath: /var/secrets/trivy-token}
+      server: trivy
     - type: mcp
       name: github
       server: https://mcp.github.example/mcp
@@ -111,13 +115,31 @@ fn the_seed_manifest_parses() {
         .unwrap();
     let m = AgentManifest::parse(block, "seed.yaml").unwrap();
     assert_eq!(m.name(), "security-scanner");
-    assert_eq!(m.spec.tools[0].name, "trivy-scanner");
-    assert_eq!(m.spec.llm.as_ref().unwrap().provider, "anthropic");
-    let policy = Baseline::standalone(&m).unwrap();
+    assert_eq!(m.tools()[0].name.as_deref(), Some("trivy-scanner"));
+    assert_eq!(
+        m.spec.llm.as_ref().unwrap().provider.as_deref(),
+        Some("anthropic")
+    );
+    // The seed's tool names no server: alone, the baseline allows it
+    // nowhere; with an ActionPolicy, only on its MCP routes.
+    let policy = Baseline::standalone(&m, &Placement::default()).unwrap();
     assert!(
-        decide(
+        !decide(
             &policy,
             &mcp("trivy.tools.svc", "tools/call", Some("trivy-scanner"))
+        )
+        .0
+    );
+    let placement = Placement {
+        mcp_routes: vec!["trivy".into()],
+        ..Placement::default()
+    };
+    let policy = Baseline::constraint(&m, &placement).unwrap();
+    assert!(decide(&policy, &mcp("trivy", "tools/call", Some("trivy-scanner"))).0);
+    assert!(
+        !decide(
+            &policy,
+            &mcp("attacker.example", "tools/call", Some("trivy-scanner"))
         )
         .0
     );
@@ -146,9 +168,38 @@ fn errors_are_located_and_say_what_is_expected() {
             "spec.llm.provider: provider \"hal9000\" is not one",
         ),
         (
-            "apiVersion: ossa/v0.2.x\nkind: Agent\nspec:\n  tools:\n    - {type: mcp, name: \" \"}\n",
-            "spec.tools[0].name: must not be empty",
+            "apiVersion: ossa/${OSSA_VERSION}\nkind: Agent\nspec: {}\n",
+            "apiVersion: expected an OSSA version",
         ),
+        (
+            "apiVersion: ossa/v0.3.6\nkind: Agent\nspec:\n  llm: {provider: \"${LLM_PROVIDER}\"}\n",
+            "spec.llm.provider: provider \"${LLM_PROVIDER}\" depends on the agent's environment",
+        ),
+        (
+            "apiVersion: ossa/v0.3.6\nkind: Agent\nspec:\n  tools:\n    - {type: teleport, name: x}\n",
+            "spec.tools[0].type: tool type \"teleport\" is not one the OSSA schemas define",
+        ),
+        (
+            "apiVersion: ossa/v0.3.6\nkind: Agent\nspec:\n  tools:\n    - {type: mcp, name: x, server: a, config: {server: b}}\n",
+            "spec.tools[0].config.server: names server b but spec.tools[0].server names a",
+        ),
+        (
+            "apiVersion: ossa/v0.3.6\nkind: Agent\nspec:\n  tools:\n    - {type: mcp, name: x, endpoint: \"http://user@evil.example/\"}\n",
+            "spec.tools[0].endpoint: \"http://user@evil.example/\": user information",
+        ),
+        (
+            "apiVersion: ossa/v0.3.6\nkind: Agent\nspec:\n  tools:\n    - {type: mcp, name: x, endpoint: \"http://${MCP_HOST}:80\"}\n",
+            "spec.tools[0].endpoint: \"http://${MCP_HOST}:80\" is a template",
+        ),
+        (
+            "apiVersion: ossa/v0.3.6\nkind: Agent\nspec:\n  tools:\n    - {type: mcp, name: x, server: \"*.example\"}\n",
+            "is not a host name",
+        ),
+        (
+            "kind: Agent\napiVersion: ossa/v0.3.6\nspec: {}\n---\nkind: Agent\napiVersion: ossa/v0.3.6\nmetadata: {name: b}\nspec: {}\n",
+            "the file holds 2 Agent documents",
+        ),
+        ("", "agent.yaml:1:1: missing field `apiVersion`"),
         (
             "apiVersion: ossa/v0.2.x\nkind: Agent\nspec:\n  tools:\n    - type: mcp\n      name: x\n      capabilities: yes-please\n",
             "agent.yaml:7:",
@@ -178,7 +229,7 @@ fn errors_are_located_and_say_what_is_expected() {
 #[test]
 fn only_declared_tools_servers_and_model_are_allowed() {
     let m = AgentManifest::parse(MANIFEST, "agent.yaml").unwrap();
-    let policy = Baseline::standalone(&m).unwrap();
+    let policy = Baseline::standalone(&m, &Placement::default()).unwrap();
     let cases: [(Action, bool, &str); 11] = [
         (
             mcp("trivy", "tools/call", Some("trivy-scanner")),
@@ -237,7 +288,7 @@ fn only_declared_tools_servers_and_model_are_allowed() {
         (
             llm(LlmProvider::Anthropic, "claude-opus-4"),
             false,
-            "only anthropic/claude-3-5-sonnet-20241022 is declared",
+            "only claude-3-5-sonnet-20241022 declared in spec.llm",
         ),
         (http("example.com"), false, "has no ActionPolicy"),
     ];
@@ -260,7 +311,7 @@ fn approval_required_denies_tool_calls_except_pre_approved_ones() {
         "approval_required: true\n    allowed_actions: [get_file_contents]",
     );
     let m = AgentManifest::parse(&text, "agent.yaml").unwrap();
-    let policy = Baseline::standalone(&m).unwrap();
+    let policy = Baseline::standalone(&m, &Placement::default()).unwrap();
     let (ok, why) = decide(&policy, &mcp("trivy", "tools/call", Some("trivy-scanner")));
     assert!(!ok);
     assert!(why.contains("requires a person's approval"), "{why}");
@@ -276,6 +327,13 @@ fn approval_required_denies_tool_calls_except_pre_approved_ones() {
         .0
     );
     assert!(decide(&policy, &mcp("trivy", "tools/list", None)).0);
+    // Pre-approved, but only on the server that declares it.
+    let (ok, why) = decide(
+        &policy,
+        &mcp("attacker.example", "tools/call", Some("get_file_contents")),
+    );
+    assert!(!ok, "{why}");
+    assert!(!decide(&policy, &mcp("attacker.example", "initialize", None)).0);
 }
 
 #[test]
@@ -293,7 +351,9 @@ spec:
 "#;
     let policy = ActionPolicy::parse(file, "policy.yaml")
         .unwrap()
-        .with_baseline(Arc::new(Baseline::constraint(&m).unwrap()));
+        .with_baseline(Arc::new(
+            Baseline::constraint(&m, &Placement::default()).unwrap(),
+        ));
     assert!(policy.baseline().is_some());
     // Both allow.
     assert!(decide(&policy, &mcp("trivy", "tools/call", Some("trivy-scanner"))).0);
@@ -322,13 +382,48 @@ spec:
 }
 
 #[test]
-fn the_example_manifest_parses() {
+fn the_example_manifest_is_schema_valid_and_enforced() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/injection/ossa-agent.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     // The example is a ConfigMap holding the manifest under `agent.yaml`.
     let cm: serde_json::Value = yaml_serde::from_str(&text).unwrap();
     let manifest = cm["data"]["agent.yaml"].as_str().unwrap();
+    // An official schema accepts it.
+    assert_eq!(
+        schema::check_manifest(manifest, "agent.yaml").unwrap(),
+        schema::SchemaCheck::Valid { schema: "0.3.6" }
+    );
     let m = AgentManifest::parse(manifest, "agent.yaml").unwrap();
-    Baseline::standalone(&m).unwrap();
-    Baseline::constraint(&m).unwrap();
+    let policy = Baseline::standalone(&m, &Placement::new(Some("agents".into()))).unwrap();
+    let mut trivy = mcp(
+        "trivy.tools.svc.cluster.local",
+        "tools/call",
+        Some("trivy-scanner"),
+    );
+    trivy.target.scheme = "http".into();
+    trivy.target.port = 8080;
+    assert!(decide(&policy, &trivy).0);
+    trivy.target.port = 8081;
+    assert!(!decide(&policy, &trivy).0);
+    assert!(
+        decide(
+            &policy,
+            &mcp("mcp.github.example", "tools/call", Some("search_code"))
+        )
+        .0
+    );
+    assert!(
+        decide(
+            &policy,
+            &llm(LlmProvider::Anthropic, "claude-3-5-haiku-20241022")
+        )
+        .0
+    );
+    Baseline::constraint(&m, &Placement::default()).unwrap();
+    // The example before: no official schema accepted it.
+    let before = "apiVersion: ossa/v0.2.x\nkind: Agent\nmetadata: {name: s, version: 1.0.0}\nspec:\n  llm: {provider: anthropic, model: m}\n  tools:\n    - {type: mcp, name: t, description: d}\n";
+    assert!(matches!(
+        schema::check_manifest(before, "agent.yaml").unwrap(),
+        schema::SchemaCheck::Invalid { .. }
+    ));
 }
