@@ -17,6 +17,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod a2a;
 mod compile;
 mod error;
 mod eval;
@@ -30,6 +31,7 @@ mod rego;
 mod route;
 pub mod spec;
 
+pub use a2a::{A2A_METHODS, a2a_method_alias, canonical_a2a_method};
 pub use compile::ActionPolicy;
 pub use error::ActionPolicyError;
 pub use eval::{ActionDecision, DecisionKind, Effect};
@@ -164,15 +166,19 @@ pub struct McpCall {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct A2aCall {
-    /// The JSON-RPC method (`message/send`, `tasks/get`, ...), or
+    /// The canonical (A2A 0.3) method name (`message/send`, `tasks/get`,
+    /// ...), whichever generation or binding the request used (A2A 1.0
+    /// `SendMessage`, `POST /message:send`, ...; see [`A2A_METHODS`]), or
     /// `$/agent-card` for fetching the agent card.
     pub method: String,
     /// The target agent: the route's name, or the host when no route matched.
     pub agent: String,
-    /// The task the call refers to (`params.id` or `params.message.taskId`).
+    /// The task the call refers to (`params.id`, `params.taskId`,
+    /// `params.message.taskId`, or the `tasks/{id}` path segment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
-    /// The conversation (`params.message.contextId`).
+    /// The conversation (`params.message.contextId`, or `params.contextId`
+    /// of a task listing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_id: Option<String>,
 }

@@ -13,19 +13,23 @@
 //!    `kubernetes.default`, `kubernetes.default.svc`,
 //!    `kubernetes.default.svc.cluster.local`, and `KUBERNETES_SERVICE_HOST`)
 //!    are treated as declared routes of their protocol.
-//! 3. **Body shape.** Any other request whose body is JSON (whatever its
-//!    `Content-Type`) is inspected: JSON-RPC 2.0 with an MCP method is MCP,
-//!    with an A2A method is A2A; a POST to `.../chat/completions`,
-//!    `.../responses` or `.../messages` with a `model` is an LLM call. JSON
-//!    that two parsers could read differently (duplicate keys) or that nests
-//!    too deep is denied.
+//! 3. **Shape.** An A2A HTTP+JSON verb in the path (`/message:send`,
+//!    `/message:stream`, `/tasks/{id}:cancel`, `/tasks/{id}:subscribe`) is
+//!    A2A. Any other request whose body looks like JSON (after an optional
+//!    byte order mark and whitespace it starts with `{` or `[`, in any
+//!    encoding, whatever its `Content-Type`) must be strict UTF-8 JSON or it
+//!    is refused (see [`crate::json`]): never passed on as opaque bytes a
+//!    lenient server would run. Every message of a batch is looked at: any
+//!    MCP method makes it MCP, any A2A method A2A (a batch with both is
+//!    refused, the `tasks/*` names both protocols use included); a POST to `.../chat/completions`, `.../responses` or
+//!    `.../messages` with a `model` is an LLM call.
 //! 4. Everything else is plain HTTP (method, scheme, host, port, path).
 
 use http::HeaderMap;
 use serde_json::Value;
 use tollgate_policies::action::{Action, ActionKind, LlmProvider, Protocol, Route, Target};
 
-use crate::json::{JsonError, parse_strict};
+use crate::json::{self, JsonError};
 
 mod a2a;
 mod jsonrpc;
@@ -212,12 +216,18 @@ fn detect(
     body: Option<&[u8]>,
     max_json_depth: u32,
 ) -> Result<Classified, Unclassified> {
-    let Some(bytes) = body.filter(|b| looks_like_json(b)) else {
+    if let Some(result) = a2a::detect_rest(head, base.clone(), server, body, max_json_depth) {
+        return result.map_err(|reason| Unclassified {
+            protocol: Protocol::A2a,
+            reason,
+        });
+    }
+    let Some(bytes) = body else {
         return Ok(plain(base));
     };
-    let value = match parse_strict(bytes, max_json_depth) {
-        Ok(v) => v,
-        Err(JsonError::Syntax(_)) => return Ok(plain(base)),
+    let value = match json::parse_body(bytes, charset(head.headers), max_json_depth) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Ok(plain(base)),
         Err(e) => {
             return Err(Unclassified {
                 protocol: Protocol::Http,
@@ -225,19 +235,32 @@ fn detect(
             });
         }
     };
-    if let Some(method) = jsonrpc::first_method(&value) {
-        if a2a::is_a2a_method(method) {
-            return a2a::from_value(base, server, value).map_err(|reason| Unclassified {
-                protocol: Protocol::A2a,
-                reason,
-            });
-        }
-        if mcp::is_mcp_method(method) {
-            return mcp::from_value(base, server, value).map_err(|reason| Unclassified {
-                protocol: Protocol::Mcp,
-                reason,
-            });
-        }
+    // Every message of a batch counts, whatever comes first and whether or
+    // not it says "jsonrpc": a response or an unknown method must not hide
+    // a later call.
+    let methods = jsonrpc::methods(&value);
+    let mcp = methods.iter().any(|m| mcp::is_mcp_method(m));
+    let a2a = methods.iter().any(|m| a2a::is_a2a_method(m));
+    // MCP no longer batches and A2A servers rarely do; a batch with calls
+    // of both (the shared `tasks/*` names included) would be judged under
+    // one protocol and run under the other, so it is refused.
+    if mcp && a2a {
+        return Err(Unclassified {
+            protocol: Protocol::Http,
+            reason: "the JSON-RPC batch mixes MCP and A2A calls; send them separately".into(),
+        });
+    }
+    if mcp {
+        return mcp::from_value(base, server, value).map_err(|reason| Unclassified {
+            protocol: Protocol::Mcp,
+            reason,
+        });
+    }
+    if a2a {
+        return a2a::from_value(base, server, value).map_err(|reason| Unclassified {
+            protocol: Protocol::A2a,
+            reason,
+        });
     }
     if head.method == "POST"
         && let Some(provider) = llm::provider_for_path(head.path)
@@ -249,6 +272,29 @@ fn detect(
         });
     }
     Ok(plain(base))
+}
+
+/// The `charset` of the request's `Content-Type`, if it declares one.
+fn charset(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(json::content_type_charset)
+}
+
+/// A body that must be JSON (a declared route's): strict UTF-8 JSON, or a
+/// refusal saying why not.
+pub(crate) fn json_body(
+    head: &RequestHead<'_>,
+    bytes: &[u8],
+    max_json_depth: u32,
+) -> Result<Value, JsonError> {
+    match json::parse_body(bytes, charset(head.headers), max_json_depth)? {
+        Some(value) => Ok(value),
+        // Not an object or an array: parse it anyway, for the error (or a
+        // scalar, which the caller then refuses as the wrong shape).
+        None => json::parse_strict(bytes, max_json_depth),
+    }
 }
 
 /// Normalises a request path for matching (RFC 3986 section 6.2.2):
@@ -312,13 +358,6 @@ fn plain(action: Action) -> Classified {
             rpc_id: None,
         }],
     }
-}
-
-/// Whether a body starts (after whitespace) like a JSON object or array.
-fn looks_like_json(body: &[u8]) -> bool {
-    body.iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| *b == b'{' || *b == b'[')
 }
 
 #[cfg(test)]

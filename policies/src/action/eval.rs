@@ -272,7 +272,10 @@ impl Matcher {
                         || (c.tool.is_some()
                             && self.arguments.iter().all(|a| a.holds(c.arguments.as_ref()))))
             }
-            ActionKind::A2a(c) => self.methods.matches(&c.method),
+            ActionKind::A2a(c) => {
+                self.methods.matches(&c.method)
+                    || super::a2a_method_alias(&c.method).is_some_and(|a| self.methods.matches(a))
+            }
             ActionKind::Kubernetes(k) => {
                 if !(self.verbs.is_empty() || self.verbs.iter().any(|v| v == "*" || *v == k.verb)) {
                     return false;

@@ -101,16 +101,17 @@ fn message(value: &Value) -> Result<Message<'_>, String> {
     }
 }
 
-/// The method of a body's first message, if it looks like JSON-RPC 2.0.
-pub(crate) fn first_method(value: &Value) -> Option<&str> {
-    let first = match value {
-        Value::Array(items) => items.first()?,
-        other => other,
+/// The `method` of every object in a body (one message or a batch),
+/// whether or not it says `"jsonrpc": "2.0"`, for recognising the protocol.
+pub(crate) fn methods(value: &Value) -> Vec<&str> {
+    let items = match value {
+        Value::Array(items) => items.as_slice(),
+        other => std::slice::from_ref(other),
     };
-    if first.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return None;
-    }
-    first.get("method").and_then(Value::as_str)
+    items
+        .iter()
+        .filter_map(|m| m.get("method").and_then(Value::as_str))
+        .collect()
 }
 
 /// A string field of `params`.

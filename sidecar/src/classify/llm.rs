@@ -7,7 +7,6 @@ use serde_json::Value;
 use tollgate_policies::action::{Action, ActionKind, LlmProvider, LlmRequest, Protocol};
 
 use super::{Call, Classified, Framing, RequestHead};
-use crate::json::parse_strict;
 
 /// The provider a path belongs to, for the operations that generate text.
 pub(super) fn provider_for_path(path: &str) -> Option<LlmProvider> {
@@ -49,7 +48,7 @@ pub(super) fn classify(
         .unwrap_or(LlmProvider::Openai);
     match body {
         Some(bytes) if head.method != "GET" => {
-            let value = parse_strict(bytes, max_json_depth)
+            let value = super::json_body(head, bytes, max_json_depth)
                 .map_err(|e| format!("LLM request body refused: {e}"))?;
             from_value(head, base, provider, &value)
         }

@@ -7,7 +7,6 @@ use tollgate_policies::action::{Action, ActionKind, McpCall, Protocol};
 
 use super::jsonrpc::{self, Kind, Message, param_str};
 use super::{Call, Classified, Framing, RequestHead};
-use crate::json::parse_strict;
 
 /// MCP method families, for recognising undeclared MCP traffic.
 const PREFIXES: &[&str] = &[
@@ -37,7 +36,7 @@ pub(super) fn classify(
     match head.method {
         "POST" => {
             let body = body.ok_or("an MCP POST must carry a JSON-RPC message")?;
-            let value = parse_strict(body, max_json_depth)
+            let value = super::json_body(head, body, max_json_depth)
                 .map_err(|e| format!("MCP request body refused: {e}"))?;
             from_value(base, server, value)
         }
