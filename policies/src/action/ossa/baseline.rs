@@ -468,8 +468,10 @@ impl Builder<'_> {
             .and_then(|n| n.blocked_domains.clone())
             .unwrap_or_default()
             .into_iter()
-            .map(|d| d.trim().to_ascii_lowercase())
+            .map(|d| d.trim().trim_start_matches("*.").to_ascii_lowercase())
             .filter(|d| !d.is_empty() && !d.contains(':'))
+            // A blocked domain's subdomains are blocked too.
+            .flat_map(|d| [format!("*.{d}"), d])
             .collect();
         if blocked.is_empty() {
             return;
