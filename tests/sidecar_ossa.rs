@@ -242,3 +242,194 @@ async fn wait_ready_gates_on_the_sidecar_readiness() {
         String::from_utf8_lossy(&never.stderr)
     );
 }
+
+/// Real manifests of the OSSA corpus (`../shared/corpora/ossa` from the
+/// repository root, or `TOLLGATE_OSSA_CORPUS`) through the real sidecar,
+/// alone: a declared tool on its declared server and the declared model
+/// are allowed; the same tool on another host, an undeclared tool and
+/// another model are denied. Nothing listens on the declared servers: an
+/// allowed call fails upstream, and the decision is what is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_manifests_through_the_real_sidecar() {
+    let dir = std::env::var_os("TOLLGATE_OSSA_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora/ossa")
+        });
+    let Ok(index) = std::fs::read_to_string(dir.join("index.json")) else {
+        eprintln!("skipped: the OSSA corpus ({}) is absent", dir.display());
+        return;
+    };
+    let index: Vec<Value> = serde_json::from_str(&index).unwrap();
+    // Schema-valid single-document manifests with an MCP tool on a named
+    // server, no autonomy restrictions, and an Anthropic model.
+    let mut sample = Vec::new();
+    for e in &index {
+        if e["schemaValid"] != true || e["documents"] != 1 {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(dir.join(e["file"].as_str().unwrap())) else {
+            continue;
+        };
+        let Ok(doc) = yaml_serde::from_str::<Value>(&text) else {
+            continue;
+        };
+        let spec = &doc["spec"];
+        let autonomy = &spec["autonomy"];
+        if autonomy["allowed_actions"].is_array()
+            || autonomy["approval_required"] != Value::Null
+                && autonomy["approval_required"] != false
+            || spec["safety"]["rate_limiting"].is_object()
+            || spec["llm"]["provider"] != "anthropic"
+            || !spec["llm"]["model"].is_string()
+            || spec["constraints"]["cost"]["maxTokensPerRequest"].is_number()
+        {
+            continue;
+        }
+        let tool = spec["tools"].as_array().into_iter().flatten().find(|t| {
+            t["type"] == "mcp"
+                && t["name"].is_string()
+                && t["capabilities"].is_null()
+                && t["endpoint"].is_null()
+                && t["config"].is_null()
+                && t["server"]
+                    .as_str()
+                    .is_some_and(|s| !s.contains([':', '/', '$']))
+        });
+        if let Some(tool) = tool {
+            sample.push((
+                e["file"].as_str().unwrap().to_owned(),
+                text,
+                tool["name"].as_str().unwrap().to_owned(),
+                tool["server"].as_str().unwrap().to_owned(),
+                spec["llm"]["model"].as_str().unwrap().to_owned(),
+            ));
+        }
+        if sample.len() == 3 {
+            break;
+        }
+    }
+    assert!(
+        !sample.is_empty(),
+        "no manifest of the corpus fits the sample"
+    );
+    for (file, text, tool, server, model) in sample {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("agent.yaml");
+        std::fs::write(&path, &text).unwrap();
+        let sidecar = Sidecar::start(None, &["--ossa-manifest", path.to_str().unwrap()]).await;
+        let headers = [("content-type", "application/json")];
+        for host in [server.as_str(), "attacker.example"] {
+            let url = format!("http://{host}/mcp");
+            via_proxy(sidecar.addr, "POST", &url, &headers, &tools_call(&tool)).await;
+        }
+        let url = format!("http://{server}/mcp");
+        via_proxy(
+            sidecar.addr,
+            "POST",
+            &url,
+            &headers,
+            &tools_call("tollgate_undeclared_probe"),
+        )
+        .await;
+        for m in [model.as_str(), "tollgate-undeclared-model"] {
+            let body = serde_json::json!({"model": m, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]});
+            via_proxy(
+                sidecar.addr,
+                "POST",
+                "http://api.anthropic.com/v1/messages",
+                &[
+                    ("content-type", "application/json"),
+                    ("anthropic-version", "2023-06-01"),
+                ],
+                &body.to_string(),
+            )
+            .await;
+        }
+        let events = sidecar
+            .events_where(5, |e| rule(e) != "tollgate/upstream-error")
+            .await;
+        let summary: Vec<(&str, bool)> = events
+            .iter()
+            .map(|e| (outcome(e), rule(e).starts_with("ossa:")))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("allow", true),
+                ("deny", true),
+                ("deny", true),
+                ("allow", true),
+                ("deny", true),
+            ],
+            "{file}: {events:#?}\n{}",
+            sidecar.log()
+        );
+        assert_eq!(rule(&events[1]), "ossa:undeclared-tool", "{file}");
+        assert_eq!(rule(&events[4]), "ossa:undeclared-llm", "{file}");
+    }
+}
+
+/// `tollgate sidecar --check --ossa-manifest`: whether the manifest is
+/// valid under the official schema of its version, separately from
+/// whether the sidecar can enforce it (which alone decides the exit code),
+/// with what is declared but not enforced.
+#[test]
+fn check_tells_schema_validity_from_enforceability() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |text: &str| {
+        let path = dir.path().join("agent.yaml");
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(support::bin())
+            .args(["sidecar", "--check", "--ossa-manifest"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The example: valid and enforceable.
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/injection/ossa-agent.yaml"),
+    )
+    .unwrap();
+    let cm: Value = yaml_serde::from_str(&example).unwrap();
+    let (code, stdout, stderr) = run(cm["data"]["agent.yaml"].as_str().unwrap());
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("schema: valid under the OSSA 0.3.6 schema"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("enforceable: OSSA manifest of agent \"security-scanner\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("note: spec.autonomy.level"), "{stdout}");
+    // Not schema-valid (a tool description 0.2.x does not allow), still
+    // enforceable.
+    let (code, stdout, stderr) = run(
+        "apiVersion: ossa/v0.2.x\nkind: Agent\nmetadata: {name: s, version: 1.0.0}\nspec:\n  llm: {provider: anthropic, model: m}\n  tools:\n    - {type: mcp, name: t, description: d, server: s}\n",
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("schema: NOT valid under the OSSA 0.2.4 schema"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("enforceable:"), "{stdout}");
+    // Schema-valid, not enforceable: an unknown provider, the field named.
+    let (code, stdout, stderr) = run(
+        "apiVersion: ossa/v0.3.6\nkind: Agent\nmetadata: {name: s, version: 1.0.0}\nspec:\n  role: r\n  llm: {provider: \"${LLM_PROVIDER}\", model: m}\n",
+    );
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("schema: valid under the OSSA 0.3.6 schema"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("not enforceable") && stderr.contains("spec.llm.provider"),
+        "{stderr}"
+    );
+}

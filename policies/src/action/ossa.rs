@@ -75,6 +75,7 @@ use super::ActionPolicy;
 
 mod baseline;
 mod manifest;
+mod read;
 pub mod schema;
 mod server;
 

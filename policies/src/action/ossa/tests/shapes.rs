@@ -204,11 +204,12 @@ fn in_cluster_names_match_the_way_kubernetes_resolves_them() {
 #[test]
 fn network_access_mcp_servers_and_tool_permissions_of_0_4() {
     let p = baseline(
-        "apiVersion: ossa/v0.4.6\nkind: Agent\nmetadata: {name: a}\nspec:\n  security:\n    network_access:\n      allowed_domains: [api.github.com]\n      blocked_domains: [evil.example]\n  protocols:\n    mcp:\n      servers:\n        - {name: fs, url: \"http://fs-mcp:3000/mcp\", tools: [read_file, write_file]}\n  governance:\n    authorization:\n      tool_permissions:\n        - {tool: write_file, requires_approval: true}\n",
+        "apiVersion: ossa/v0.4.6\nkind: Agent\nmetadata: {name: a}\nspec:\n  security:\n    network_access:\n      allowed_domains: [api.github.com, \"*.evil.example\"]\n      blocked_domains: [evil.example]\n  protocols:\n    mcp:\n      servers:\n        - {name: fs, url: \"http://fs-mcp:3000/mcp\", tools: [read_file, write_file]}\n  governance:\n    authorization:\n      tool_permissions:\n        - {tool: write_file, requires_approval: true}\n",
     );
     assert!(allowed(&p, &http("api.github.com")));
     assert!(!allowed(&p, &http("example.com")));
     assert!(!allowed(&p, &http("evil.example")));
+    assert!(!allowed(&p, &http("api.evil.example")));
     assert!(!allowed(&p, &mcp("evil.example", "initialize", None)));
     let mut call = mcp("fs-mcp", "tools/call", Some("read_file"));
     call.target.port = 3000;
