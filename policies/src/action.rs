@@ -35,7 +35,7 @@ pub use a2a::{A2A_METHODS, a2a_method_alias, canonical_a2a_method};
 pub use compile::ActionPolicy;
 pub use error::ActionPolicyError;
 pub use eval::{ActionDecision, DecisionKind, Effect};
-pub use limit::{LimitKind, LimitUsage};
+pub use limit::{LimitKind, LimitUsage, TokenReservation};
 pub use route::{BodyLimits, Route, RouteTarget};
 
 /// The protocol an action was recognised as.
@@ -246,13 +246,39 @@ pub struct LlmRequest {
     /// The requested model, when the body names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    /// The requested cap on generated tokens (`max_tokens`,
-    /// `max_completion_tokens`, `max_output_tokens`).
+    /// The requested cap on generated tokens per generation
+    /// (`max_tokens`, `max_completion_tokens`, `max_output_tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
+    /// How many generations one call asks for: `n` × `best_of` (1 when
+    /// neither is given).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub choices: u64,
+    /// The most tokens the call can use, input and output together, as
+    /// reserved against a token budget (`None`: no bound is known — no
+    /// output cap, or input the provider fetches itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst_case_tokens: Option<u64>,
     /// Whether the response is streamed.
     #[serde(default)]
     pub stream: bool,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
+}
+
+impl LlmRequest {
+    /// The cap on the whole generation: `max_tokens` × `choices`
+    /// (`None` without a cap).
+    pub fn generation_cap(&self) -> Option<u64> {
+        self.max_tokens
+            .map(|m| m.saturating_mul(self.choices.max(1)))
+    }
 }
 
 impl Action {

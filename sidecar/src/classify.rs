@@ -266,9 +266,11 @@ fn detect(
         && let Some(provider) = llm::provider_for_path(head.path)
         && value.get("model").is_some_and(Value::is_string)
     {
-        return llm::from_value(head, base, provider, &value).map_err(|reason| Unclassified {
-            protocol: Protocol::Llm,
-            reason,
+        return llm::from_value(head, base, provider, &value, bytes.len()).map_err(|reason| {
+            Unclassified {
+                protocol: Protocol::Llm,
+                reason,
+            }
         });
     }
     Ok(plain(base))

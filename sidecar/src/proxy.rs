@@ -910,6 +910,7 @@ mod tests {
             reason: Arc::from("fine"),
             controls: Arc::from(Vec::new()),
             retry_after: None,
+            reservation: None,
         };
         let deny = ActionDecision::deny(DecisionKind::NoMatch, "nope");
         let d = decided(&allow, Some(&deny), 2, true);

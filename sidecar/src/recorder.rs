@@ -7,6 +7,8 @@
 //! [`AuditError::SpoolFull`] and the sidecar denies (fail-closed); when a
 //! write fails it refuses with [`AuditError::Unavailable`] from then on.
 //! Events are accepted, not durable: the journal is the durable recorder.
+//! Every event is redacted first, by the same [`Redactor`] the journal uses,
+//! so secrets never reach the log in clear.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,6 +17,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use tollgate_audit::redact::Redactor;
 use tollgate_audit::{AuditError, Event, RecordFuture, Recorder};
 
 use crate::SidecarError;
@@ -25,6 +28,7 @@ pub const DEFAULT_QUEUE: usize = 65_536;
 /// Writes events as JSON lines.
 #[derive(Debug)]
 pub struct JsonLinesRecorder {
+    redactor: Arc<Redactor>,
     tx: SyncSender<Msg>,
     failed: Arc<AtomicBool>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -32,8 +36,12 @@ pub struct JsonLinesRecorder {
 
 impl JsonLinesRecorder {
     /// Appends to `path` (created if missing), or writes to standard output
-    /// when `path` is `-`.
-    pub fn open(path: &Path, queue: usize) -> Result<JsonLinesRecorder, SidecarError> {
+    /// when `path` is `-`; every event is redacted by `redactor` first.
+    pub fn open(
+        path: &Path,
+        queue: usize,
+        redactor: Arc<Redactor>,
+    ) -> Result<JsonLinesRecorder, SidecarError> {
         let out: Box<dyn Write + Send> = if path == Path::new("-") {
             Box::new(std::io::stdout())
         } else {
@@ -47,11 +55,15 @@ impl JsonLinesRecorder {
                 })?;
             Box::new(file)
         };
-        Ok(Self::with_writer(out, queue))
+        Ok(Self::with_writer(out, queue, redactor))
     }
 
-    /// Writes to `out`.
-    pub fn with_writer(out: Box<dyn Write + Send>, queue: usize) -> JsonLinesRecorder {
+    /// Writes to `out`, redacting every event with `redactor` first.
+    pub fn with_writer(
+        out: Box<dyn Write + Send>,
+        queue: usize,
+        redactor: Arc<Redactor>,
+    ) -> JsonLinesRecorder {
         let (tx, rx) = sync_channel(queue.max(1));
         let failed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&failed);
@@ -63,6 +75,7 @@ impl JsonLinesRecorder {
             failed.store(true, Ordering::Relaxed);
         }
         JsonLinesRecorder {
+            redactor,
             tx,
             failed,
             writer: Mutex::new(writer),
@@ -132,12 +145,13 @@ fn write_loop(rx: Receiver<Msg>, out: Box<dyn Write + Send>, failed: &AtomicBool
 }
 
 impl Recorder for JsonLinesRecorder {
-    fn record(&self, event: Event) -> RecordFuture {
+    fn record(&self, mut event: Event) -> RecordFuture {
         let result = if self.failed.load(Ordering::Relaxed) {
             Err(AuditError::Unavailable(
                 "the audit log cannot be written".into(),
             ))
         } else {
+            self.redactor.redact_event(&mut event);
             let mut line = Vec::with_capacity(1024);
             if let Err(e) = serde_json::to_writer(&mut line, &event) {
                 return Box::pin(std::future::ready(Err(AuditError::Unavailable(format!(
@@ -164,6 +178,10 @@ mod tests {
     use super::*;
     use tollgate_audit::{Actor, Decision, EventAction, Outcome, Ownership, Source};
 
+    fn redactor() -> Arc<Redactor> {
+        Arc::new(Redactor::new(&[]).unwrap())
+    }
+
     fn event(n: usize) -> Event {
         Event::new(
             Source::Sidecar,
@@ -189,7 +207,7 @@ mod tests {
     async fn writes_one_line_per_event() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let r = JsonLinesRecorder::open(&path, 16).unwrap();
+        let r = JsonLinesRecorder::open(&path, 16, redactor()).unwrap();
         for n in 0..10 {
             r.record(event(n)).await.unwrap();
         }
@@ -226,7 +244,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_refuses_with_spool_full() {
         let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-        let r = JsonLinesRecorder::with_writer(Box::new(Gate(gate.clone())), 2);
+        let r = JsonLinesRecorder::with_writer(Box::new(Gate(gate.clone())), 2, redactor());
         let mut refused = 0;
         for n in 0..20 {
             if matches!(r.record(event(n)).await, Err(AuditError::SpoolFull(_))) {
@@ -254,7 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_write_makes_it_unavailable() {
-        let r = JsonLinesRecorder::with_writer(Box::new(Broken), 4);
+        let r = JsonLinesRecorder::with_writer(Box::new(Broken), 4, redactor());
         r.record(event(0)).await.unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {

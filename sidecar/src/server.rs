@@ -1,6 +1,9 @@
 //! Listeners and connections: the proxy listener (HTTP/1.1 and HTTP/2,
-//! slow clients answered with 408 and an audit event), the metrics and
-//! health listener, and graceful shutdown.
+//! slow clients answered with 408 and an audit event, requests the HTTP
+//! layer refuses recorded through [`refusals`]), the metrics and health
+//! listener, and graceful shutdown.
+
+mod refusals;
 
 use std::convert::Infallible;
 use std::io::{self, Write};
@@ -24,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tollgate_policies::action::{Action, Protocol, Target};
 
+use crate::audit::Decided;
 use crate::config::Config;
 use crate::policy::PolicyCell;
 use crate::proxy::{self, Conn, Early, Shared};
@@ -57,6 +61,12 @@ pub(crate) async fn serve_proxy(
     shutdown: CancellationToken,
 ) {
     let graceful = GracefulShutdown::new();
+    let coalescer = Arc::new(refusals::Coalescer::default());
+    let summaries = tokio::spawn(summarize_refusals(
+        Arc::clone(&shared),
+        Arc::clone(&coalescer),
+        shutdown.clone(),
+    ));
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -75,6 +85,7 @@ pub(crate) async fn serve_proxy(
             stream,
             peer,
             graceful.watcher(),
+            Arc::clone(&coalescer),
         ));
     }
     drop(listener);
@@ -85,13 +96,83 @@ pub(crate) async fn serve_proxy(
     {
         tracing::warn!("connections still open after {grace:?}; closing them");
     }
+    let _ = summaries.await;
 }
+
+/// Every [`refusals::WINDOW`], records one event for the refusals that were
+/// counted instead of recorded; a last one at shutdown.
+async fn summarize_refusals(
+    shared: Arc<Shared>,
+    coalescer: Arc<refusals::Coalescer>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(refusals::WINDOW);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            () = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        if let Some((count, kinds)) = coalescer.take() {
+            let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            let reason = format!(
+                "{count} more requests were refused by the HTTP layer (over {} a second are counted, not recorded one by one): {}",
+                refusals::BURST,
+                kinds.join(", ")
+            );
+            let mut extra = serde_json::Map::new();
+            extra.insert("coalesced".into(), serde_json::Value::from(count));
+            record_protocol_refusal(&shared, None, StatusCode::BAD_REQUEST, reason, Some(extra))
+                .await;
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Records one refusal the HTTP layer made (`peer` unknown for a summary).
+async fn record_protocol_refusal(
+    shared: &Shared,
+    peer: Option<SocketAddr>,
+    status: StatusCode,
+    reason: String,
+    extra: Option<serde_json::Map<String, serde_json::Value>>,
+) {
+    let action = Action::http(Target {
+        method: String::new(),
+        scheme: "http".into(),
+        host: peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+        port: peer.map_or(0, |p| p.port()),
+        path: String::new(),
+        query: None,
+    });
+    let decided = Decided {
+        outcome: tollgate_audit::Outcome::Deny,
+        rule: Arc::from(PROTOCOL_RULE),
+        reason: Arc::from(reason),
+        controls: Arc::from(Vec::new()),
+    };
+    let mut extra = extra.unwrap_or_default();
+    extra.insert("status".into(), serde_json::Value::from(status.as_u16()));
+    let event = shared.auditor.event(&action, &decided, 0, Some(extra));
+    shared
+        .metrics
+        .decision(Protocol::Http.as_str(), false, &decided.rule);
+    // A refusal stands whatever the recorder says; its errors are logged
+    // and counted by the auditor.
+    let _ = shared.auditor.record(event).await;
+}
+
+/// The rule named in events for requests the HTTP layer refused.
+const PROTOCOL_RULE: &str = "tollgate/protocol-error";
 
 async fn serve_connection(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
     watcher: Watcher,
+    coalescer: Arc<refusals::Coalescer>,
 ) {
     shared.metrics.connections.inc();
     // A second handle on the socket, to answer a slow client after hyper
@@ -123,6 +204,20 @@ async fn serve_connection(
             .is_some_and(hyper::Error::is_timeout);
         if header_timeout && mid_request.load(Ordering::Relaxed) {
             slow_client(&shared, answer, peer).await;
+        } else if let Some(refused) = refusals::classify(e.as_ref()) {
+            tracing::info!(%peer, kind = refused.kind, error = %e, "request refused by the HTTP layer");
+            if coalescer.admit(refused.kind, Instant::now()) {
+                let mut extra = serde_json::Map::new();
+                extra.insert("refusal".into(), serde_json::Value::from(refused.kind));
+                record_protocol_refusal(
+                    &shared,
+                    Some(peer),
+                    refused.status,
+                    refused.reason,
+                    Some(extra),
+                )
+                .await;
+            }
         } else {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }

@@ -271,9 +271,15 @@ fn tail(args: &TailArgs) -> anyhow::Result<ExitCode> {
         from
     };
     let mut reader = Reader::new(&args.dir, start);
+    // Records are redacted when written; redacting again on the way out
+    // covers journals written before a pattern existed.
+    let redactor = tollgate_audit::redact::Redactor::new(&[])?;
     let stdout = std::io::stdout();
     loop {
-        let items = reader.read(u64::MAX, 1000, 4 << 20)?;
+        let mut items = reader.read(u64::MAX, 1000, 4 << 20)?;
+        for item in &mut items {
+            redactor.redact_event(&mut item.event);
+        }
         let mut out = stdout.lock();
         for item in &items {
             let line = match args.format {

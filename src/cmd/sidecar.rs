@@ -294,10 +294,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 served
             }
             None => {
+                let redactor =
+                    tollgate_audit::redact::Redactor::from_settings(&file_config.audit.redaction)
+                        .context("invalid audit.redaction.patterns")?;
                 let recorder = Arc::new(
-                    JsonLinesRecorder::open(&args.audit_log, args.audit_queue).with_context(
-                        || format!("cannot open the audit log {}", args.audit_log.display()),
-                    )?,
+                    JsonLinesRecorder::open(&args.audit_log, args.audit_queue, Arc::new(redactor))
+                        .with_context(|| {
+                            format!("cannot open the audit log {}", args.audit_log.display())
+                        })?,
                 );
                 let bound = Sidecar::bind(config, recorder.clone()).await;
                 let served = match bound {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::compile::{ActionPolicy, Matcher, Rule};
+use super::limit::TokenReservation;
 use super::{Action, ActionKind};
 
 /// What a rule does when it matches.
@@ -76,6 +77,9 @@ pub struct ActionDecision {
     pub controls: Arc<[String]>,
     /// For rate limits and budgets: when the action may succeed again.
     pub retry_after: Option<Duration>,
+    /// For an LLM call allowed under a token budget: the tokens held for
+    /// it until its response settles them (see [`TokenReservation`]).
+    pub reservation: Option<Arc<TokenReservation>>,
 }
 
 impl ActionDecision {
@@ -94,6 +98,7 @@ impl ActionDecision {
             reason: reason.into(),
             controls: Arc::from(Vec::new()),
             retry_after: None,
+            reservation: None,
         }
     }
 }
@@ -151,22 +156,30 @@ impl ActionPolicy {
                     rule.reason.clone(),
                 );
             }
-            if let Some(budget) = &rule.token_budget
-                && budget.exhausted(now)
-            {
-                let reason = format!(
-                    "token budget of rule {:?} is used up: {} tokens per {:?}; wait for the window to pass or raise tokenBudget.tokens",
-                    rule.name, budget.limit, budget.per
-                );
-                let mut d = self.decision(
-                    rule,
-                    index,
-                    Effect::Deny,
-                    DecisionKind::BudgetExhausted,
-                    reason.into(),
-                );
-                d.retry_after = Some(budget.retry_after(now));
-                return d;
+            let mut reservation = None;
+            if let Some(budget) = &rule.token_budget {
+                let worst_case = match &action.kind {
+                    ActionKind::Llm(l) => l.worst_case_tokens,
+                    _ => None,
+                };
+                match budget.try_reserve(worst_case, now) {
+                    Some(r) => reservation = Some(Arc::new(r)),
+                    None => {
+                        let reason = format!(
+                            "token budget of rule {:?} is used up: {} tokens per {:?} (counting calls in flight); wait for the window to pass or raise tokenBudget.tokens",
+                            rule.name, budget.limit, budget.per
+                        );
+                        let mut d = self.decision(
+                            rule,
+                            index,
+                            Effect::Deny,
+                            DecisionKind::BudgetExhausted,
+                            reason.into(),
+                        );
+                        d.retry_after = Some(budget.retry_after(now));
+                        return d;
+                    }
+                }
             }
             if let Some(limit) = &rule.rate_limit
                 && !limit.try_acquire(now)
@@ -185,13 +198,15 @@ impl ActionPolicy {
                 d.retry_after = Some(limit.retry_after(now));
                 return d;
             }
-            return self.decision(
+            let mut d = self.decision(
                 rule,
                 index,
                 Effect::Allow,
                 DecisionKind::Rule,
                 rule.reason.clone(),
             );
+            d.reservation = reservation;
+            return d;
         }
         let mut reason = format!(
             "no rule of action policy {:?} allows {} {} {}; add an allow rule to spec.rules",
@@ -225,6 +240,7 @@ impl ActionPolicy {
             reason,
             controls: Arc::clone(&rule.controls),
             retry_after: None,
+            reservation: None,
         }
     }
 }
@@ -305,7 +321,7 @@ impl Matcher {
                     && self.operations.matches(&l.operation)
                     && self
                         .max_tokens
-                        .is_none_or(|cap| l.max_tokens.is_some_and(|m| m <= cap))
+                        .is_none_or(|cap| l.generation_cap().is_some_and(|m| m <= cap))
             }
         }
     }

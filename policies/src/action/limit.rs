@@ -1,11 +1,19 @@
 //! Rate limits and token budgets: in-memory sliding-window counters, told
 //! the time by the caller.
 //!
+//! Token budgets reserve before they charge: an LLM call admitted under a
+//! budget holds a [`TokenReservation`] for its worst case (input bound plus
+//! output cap) until the response reports what it used. A call is admitted
+//! only while settled use plus the reservations in flight is below the
+//! budget, so however many calls race, the budget is overrun by at most the
+//! last admitted call's worth.
+//!
 //! A window keeps the count of the current fixed period and of the previous
 //! one, and estimates the last `period` as `previous × (1 − elapsed/period) +
 //! current` (the sliding-window counter): constant memory, no burst of twice
 //! the limit at a period boundary, and deterministic for tests.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -51,6 +59,8 @@ struct Window {
     start: Option<Instant>,
     current: u64,
     previous: u64,
+    /// Tokens held by calls in flight, not yet settled.
+    reserved: u64,
 }
 
 /// One counter with its limit and window.
@@ -114,10 +124,42 @@ impl Limiter {
         true
     }
 
-    /// Whether the budget is used up.
+    /// Whether the budget is used up (settled use plus reservations).
+    #[cfg(test)]
     pub(crate) fn exhausted(&self, now: Instant) -> bool {
         let mut w = self.lock();
-        self.roll(&mut w, now) >= self.limit as f64
+        self.roll(&mut w, now) + w.reserved as f64 >= self.limit as f64
+    }
+
+    /// Admits one call whose worst case is `worst_case` tokens (`None`:
+    /// unbounded, which holds everything left) if the budget is not used up,
+    /// and reserves that much until the returned reservation settles.
+    pub(crate) fn try_reserve(
+        self: &Arc<Self>,
+        worst_case: Option<u64>,
+        now: Instant,
+    ) -> Option<TokenReservation> {
+        let mut w = self.lock();
+        let held = self.roll(&mut w, now) + w.reserved as f64;
+        if held >= self.limit as f64 {
+            return None;
+        }
+        let left = (self.limit as f64 - held).ceil() as u64;
+        let amount = worst_case.unwrap_or(left.max(1));
+        w.reserved = w.reserved.saturating_add(amount);
+        Some(TokenReservation {
+            limiter: Arc::clone(self),
+            amount,
+            state: AtomicU8::new(HELD),
+        })
+    }
+
+    /// Ends a reservation of `reserved` tokens, charging `used`.
+    fn settle(&self, reserved: u64, used: u64, now: Instant) {
+        let mut w = self.lock();
+        self.roll(&mut w, now);
+        w.reserved = w.reserved.saturating_sub(reserved);
+        w.current = w.current.saturating_add(used);
     }
 
     /// Adds `amount` (tokens reported after the fact).
@@ -160,7 +202,88 @@ impl Limiter {
         let mut w = self.lock();
         self.roll(&mut w, now)
     }
+
+    /// Tokens held by calls in flight.
+    #[cfg(test)]
+    pub(crate) fn reserved(&self) -> u64 {
+        self.lock().reserved
+    }
 }
+
+/// The reservation was made; the call has not been sent.
+const HELD: u8 = 0;
+/// The call was sent: the provider may be generating.
+const SENT: u8 = 1;
+/// Settled or released.
+const DONE: u8 = 2;
+
+/// Tokens held against a budget for one LLM call in flight.
+///
+/// Dropped before [`TokenReservation::mark_sent`], it is released (the call
+/// never reached the provider); dropped after, it is charged in full (the
+/// provider may have generated up to the worst case and nobody learned how
+/// much). [`TokenReservation::settle`] charges what the response reported.
+#[derive(Debug)]
+pub struct TokenReservation {
+    limiter: Arc<Limiter>,
+    amount: u64,
+    state: AtomicU8,
+}
+
+impl TokenReservation {
+    /// The tokens held.
+    pub fn amount(&self) -> u64 {
+        self.amount
+    }
+
+    /// Records that the call is on its way to the provider: from now on an
+    /// unsettled reservation is charged in full.
+    pub fn mark_sent(&self) {
+        let _ = self
+            .state
+            .compare_exchange(HELD, SENT, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Records that the call never reached the provider after all (the
+    /// connection could not be made): an unsettled reservation is released.
+    pub fn mark_unsent(&self) {
+        let _ = self
+            .state
+            .compare_exchange(SENT, HELD, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Ends the reservation, charging `used` tokens (once; later calls do
+    /// nothing).
+    pub fn settle(&self, used: u64, now: Instant) {
+        if self.state.swap(DONE, Ordering::AcqRel) != DONE {
+            self.limiter.settle(self.amount, used, now);
+        }
+    }
+
+    /// Ends the reservation as its state says: released if unsent, charged
+    /// in full if sent.
+    pub fn finish(&self, now: Instant) {
+        match self.state.swap(DONE, Ordering::AcqRel) {
+            HELD => self.limiter.settle(self.amount, 0, now),
+            SENT => self.limiter.settle(self.amount, self.amount, now),
+            _ => {}
+        }
+    }
+}
+
+impl Drop for TokenReservation {
+    fn drop(&mut self) {
+        self.finish(Instant::now());
+    }
+}
+
+impl PartialEq for TokenReservation {
+    fn eq(&self, other: &TokenReservation) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for TokenReservation {}
 
 #[cfg(test)]
 mod tests {
@@ -208,5 +331,104 @@ mod tests {
         assert!(l.exhausted(t0 + Duration::from_secs(59)));
         assert!(!l.exhausted(t0 + Duration::from_secs(121)));
         assert_eq!(l.used(t0 + Duration::from_secs(121)), 0.0);
+    }
+
+    #[test]
+    fn racing_calls_overrun_a_budget_by_at_most_one_reservation() {
+        let t0 = Instant::now();
+        let l = Arc::new(Limiter::new(
+            LimitKind::Tokens,
+            1000,
+            Duration::from_secs(3600),
+        ));
+        l.add(900, t0);
+        // Ten calls admitted at once, each worth up to 150 tokens: only the
+        // first gets in; the rest see the budget held.
+        let held: Vec<_> = (0..10)
+            .filter_map(|_| l.try_reserve(Some(150), t0))
+            .collect();
+        assert_eq!(held.len(), 1);
+        assert_eq!(l.reserved(), 150);
+        // It settles on what it used; the room it left is usable again.
+        held[0].settle(40, t0);
+        assert_eq!(l.reserved(), 0);
+        assert_eq!(l.used(t0), 940.0);
+        assert!(l.try_reserve(Some(10), t0).is_some());
+    }
+
+    #[test]
+    fn an_unbounded_call_holds_everything_left() {
+        let t0 = Instant::now();
+        let l = Arc::new(Limiter::new(
+            LimitKind::Tokens,
+            1000,
+            Duration::from_secs(3600),
+        ));
+        l.add(300, t0);
+        let r = l.try_reserve(None, t0).unwrap();
+        assert_eq!(r.amount(), 700);
+        assert!(l.try_reserve(Some(1), t0).is_none());
+        drop(r);
+        assert!(l.try_reserve(Some(1), t0).is_some());
+    }
+
+    #[test]
+    fn dropped_reservations_release_unless_sent() {
+        let t0 = Instant::now();
+        let l = Arc::new(Limiter::new(
+            LimitKind::Tokens,
+            1000,
+            Duration::from_secs(3600),
+        ));
+        drop(l.try_reserve(Some(200), t0).unwrap());
+        assert_eq!((l.used(t0), l.reserved()), (0.0, 0));
+        // Sent and never settled (a client that went away mid-stream): the
+        // provider may have generated the worst case, so that is charged.
+        let sent = l.try_reserve(Some(200), t0).unwrap();
+        sent.mark_sent();
+        drop(sent);
+        assert_eq!((l.used(t0), l.reserved()), (200.0, 0));
+        // Sent, then the connection failed to open: released.
+        let unsent = l.try_reserve(Some(200), t0).unwrap();
+        unsent.mark_sent();
+        unsent.mark_unsent();
+        drop(unsent);
+        assert_eq!((l.used(t0), l.reserved()), (200.0, 0));
+        // Settling twice charges once.
+        let r = l.try_reserve(Some(200), t0).unwrap();
+        r.settle(5, t0);
+        r.settle(500, t0);
+        drop(r);
+        assert_eq!((l.used(t0), l.reserved()), (205.0, 0));
+    }
+
+    #[test]
+    fn many_threads_never_hold_more_than_the_budget_plus_one_call() {
+        let l = Arc::new(Limiter::new(
+            LimitKind::Tokens,
+            1000,
+            Duration::from_secs(3600),
+        ));
+        let t0 = Instant::now();
+        let admitted = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    for _ in 0..200 {
+                        if let Some(r) = l.try_reserve(Some(90), t0) {
+                            admitted.fetch_add(r.amount(), Ordering::Relaxed);
+                            mine.push(r);
+                        }
+                    }
+                    for r in &mine {
+                        r.mark_sent();
+                    }
+                });
+            }
+        });
+        let admitted = admitted.load(Ordering::Relaxed);
+        assert!(admitted <= 1000 + 90, "admitted {admitted}");
+        assert!(admitted >= 1000, "admitted only {admitted}");
     }
 }

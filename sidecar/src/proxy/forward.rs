@@ -89,6 +89,11 @@ pub(crate) async fn forward(shared: &Shared, f: Forward<'_>) -> Response<Payload
         Outgoing::Streamed(incoming) => Payload::Stream(incoming),
     };
     let req = Request::from_parts(parts, body);
+    // From here the provider may generate: a token reservation left
+    // unsettled is charged in full.
+    for r in decisions.iter().filter_map(|d| d.reservation.as_deref()) {
+        r.mark_sent();
+    }
     let started = Instant::now();
     let result = tokio::time::timeout(
         shared.config.timeouts.upstream,
@@ -98,6 +103,12 @@ pub(crate) async fn forward(shared: &Shared, f: Forward<'_>) -> Response<Payload
     let mut resp = match result {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
+            if e.is_connect() {
+                // The request never left: nothing was generated.
+                for r in decisions.iter().filter_map(|d| d.reservation.as_deref()) {
+                    r.mark_unsent();
+                }
+            }
             let kind = error_kind(&e);
             Metrics::count(&shared.metrics.upstream_errors, kind);
             let reason = format!(
@@ -155,7 +166,7 @@ pub(crate) async fn forward(shared: &Shared, f: Forward<'_>) -> Response<Payload
     let (mut parts, incoming) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
     parts.version = Version::HTTP_11;
-    let body = match llm_tap(shared, classified, decisions, policy) {
+    let body = match llm_tap(shared, classified, decisions, policy, parts.status) {
         Some(on_usage) => {
             let content_type = parts
                 .headers
@@ -175,12 +186,16 @@ pub(crate) async fn forward(shared: &Shared, f: Forward<'_>) -> Response<Payload
     Response::from_parts(parts, body)
 }
 
-/// For an allowed LLM call, the callback that charges its reported usage.
+/// For an allowed LLM call, the callback that settles its token
+/// reservation on the reported usage. A response that reports none is
+/// charged the whole reservation, unless the provider refused the request
+/// (4xx: nothing was generated).
 fn llm_tap(
     shared: &Shared,
     classified: &Classified,
     decisions: &[ActionDecision],
     policy: Option<Arc<ActionPolicy>>,
+    status: StatusCode,
 ) -> Option<crate::usage::OnUsage> {
     let [call] = classified.calls.as_slice() else {
         return None;
@@ -192,16 +207,23 @@ fn llm_tap(
     let rule = decision.rule.clone()?;
     let index = decision.rule_index?;
     let policy = policy?;
+    let reservation = decision.reservation.clone();
     let budgeted = policy.has_token_budget(index);
-    let fallback = llm.max_tokens;
+    let refused = status.is_client_error();
     let provider = llm.provider.as_str();
     let metrics = Arc::clone(&shared.metrics);
     Some(Box::new(move |tokens: Option<u64>| {
-        if tokens.is_none() && budgeted {
-            metrics.llm_usage_unreported.inc();
-            tracing::warn!(rule = %rule, "an LLM response under a token budget reported no usage; charging its requested max tokens");
-        }
-        let Some(n) = tokens.or(if budgeted { fallback } else { None }) else {
+        let charged = match (tokens, &reservation) {
+            (Some(n), _) => Some(n),
+            (None, Some(_)) if refused => Some(0),
+            (None, Some(r)) => {
+                metrics.llm_usage_unreported.inc();
+                tracing::warn!(rule = %rule, "an LLM response under a token budget reported no usage; charging its whole reservation");
+                Some(r.amount())
+            }
+            (None, None) => None,
+        };
+        let Some(n) = charged else {
             return;
         };
         metrics
@@ -211,8 +233,10 @@ fn llm_tap(
                 rule: Arc::clone(&rule),
             })
             .inc_by(n);
-        if budgeted {
-            policy.charge_tokens(index, n, Instant::now());
+        match &reservation {
+            Some(r) => r.settle(n, Instant::now()),
+            None if budgeted => policy.charge_tokens(index, n, Instant::now()),
+            None => {}
         }
     }))
 }

@@ -76,6 +76,8 @@ fn llm(provider: LlmProvider, model: &str) -> Action {
             operation: "messages".into(),
             model: Some(model.into()),
             max_tokens: None,
+            choices: 1,
+            worst_case_tokens: None,
             stream: false,
         }),
     }
