@@ -104,9 +104,17 @@ impl Refusal {
                             .join(", ")
                     ),
                 };
+                // A cause's message is the error without its field, as
+                // apimachinery's ErrorBody (kubectl prints `field: message`).
                 let causes = errors
                     .iter()
-                    .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
+                    .map(|e| {
+                        let body = e
+                            .message
+                            .strip_prefix(&format!("{}: ", e.field))
+                            .unwrap_or(&e.message);
+                        json!({"reason": e.reason, "message": body, "field": e.field})
+                    })
                     .collect();
                 (
                     422,

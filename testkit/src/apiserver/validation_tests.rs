@@ -44,6 +44,10 @@ fn a_comma_list_is_not_a_label_value() {
         "Namespace \"payments\" is invalid: metadata.labels: Invalid value: \"x,y\": m"
     );
     assert_eq!(body["details"]["causes"][0]["field"], "metadata.labels");
+    assert_eq!(
+        body["details"]["causes"][0]["message"],
+        "Invalid value: \"x,y\": m"
+    );
     // One label per framework is fine.
     assert_eq!(
         validate_create(
