@@ -82,6 +82,11 @@ impl TollgateConfig {
 
     /// Parses and checks config text.
     pub fn parse(text: &str) -> anyhow::Result<TollgateConfig> {
+        // Syntax first, so a syntax error is reported as one and not as
+        // whatever field the typed reader was in when it met it.
+        yaml_serde::from_str::<yaml_serde::Value>(text)
+            .map_err(|e| anyhow::anyhow!("YAML syntax error: {e}"))?;
+        // Typed from the text again: its errors carry the line and column.
         let config: TollgateConfig =
             yaml_serde::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         if config.api_version != API_VERSION {

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod cmd;
 mod config;
@@ -46,6 +46,12 @@ enum Command {
     Config(cmd::config::Command),
     /// Wait until an HTTP endpoint answers 200 (the legacy sidecar's startup gate).
     WaitReady(cmd::wait_ready::Args),
+    /// Print a shell completion script, e.g. `source <(tollgate completion bash)`.
+    Completion {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,12 +68,72 @@ fn main() -> ExitCode {
         Command::Crd => cmd::cluster::print_crd(),
         Command::Config(command) => cmd::config::run(command),
         Command::WaitReady(args) => cmd::wait_ready::run(args),
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "tollgate",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_chain(&err));
             ExitCode::from(2)
         }
+    }
+}
+
+/// The error and its causes, joined by `: `, each cause said once: a cause
+/// whose text the message already holds (an error that prints its source,
+/// wrapped by one that prints it too) is not repeated.
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that prints its source and also returns it, as many do.
+    #[derive(Debug)]
+    struct Bind(std::io::Error);
+
+    impl std::fmt::Display for Bind {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot bind 127.0.0.1:8443: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Bind {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn causes_are_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let err = anyhow::Error::new(Bind(io)).context("webhook");
+        assert_eq!(
+            error_chain(&err),
+            "webhook: cannot bind 127.0.0.1:8443: Address already in use"
+        );
+        let plain = anyhow::anyhow!("a").context("b");
+        assert_eq!(error_chain(&plain), "b: a");
     }
 }

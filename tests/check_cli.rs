@@ -240,7 +240,7 @@ const PCI_INPUT: &str = "apiVersion: v1
 kind: Namespace
 metadata:
   name: payments
-  labels: {compliance.tollgate.dev/profiles: pci-dss}
+  labels: {compliance.tollgate.dev/pci-dss: enforce}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -372,6 +372,71 @@ fn compliance_profiles_come_from_namespaces_in_the_input_and_every_format_report
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+/// Several compliance profiles are selected with one label each, as on a
+/// cluster (`kubectl label ns payments compliance.tollgate.dev/pci-dss=enforce`);
+/// labels kube-apiserver would refuse are refused with the labels to use.
+#[test]
+fn namespace_labels_select_one_framework_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let deployment = PCI_INPUT.split("---\n").nth(1).unwrap();
+    let out = check(
+        &[
+            "-f",
+            "-",
+            "-o",
+            "json",
+            "--namespace-labels",
+            "compliance.tollgate.dev/soc2=audit,compliance.tollgate.dev/pci-dss=enforce",
+        ],
+        Some(deployment),
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let frameworks = &json["results"][0]["frameworks"];
+    assert_eq!(
+        frameworks,
+        &serde_json::json!(["SOC2", "PCI-DSS"]),
+        "{json}"
+    );
+    // In warn mode for both frameworks: admitted with warnings.
+    let out = check(
+        &[
+            "-f",
+            "-",
+            "--namespace-labels",
+            "compliance.tollgate.dev/soc2=warn,compliance.tollgate.dev/pci-dss=warn",
+        ],
+        Some(deployment),
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("image-pinned"), "{}", text(&out));
+    for (bad, says) in [
+        (
+            "compliance.tollgate.dev/profiles=soc2,pci-dss",
+            "one label each",
+        ),
+        (
+            "compliance.tollgate.dev/profiles=soc2 pci-dss",
+            "label value",
+        ),
+        ("Compliance.tollgate.dev/pci-dss=enforce", "label key"),
+        (
+            &format!("compliance.tollgate.dev/{}=enforce", "x".repeat(64)),
+            "label key",
+        ),
+    ] {
+        let out = check(
+            &["-f", "-", "--namespace-labels", bad],
+            Some(deployment),
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
+        assert!(text(&out).contains(says), "{bad}: {}", text(&out));
+    }
 }
 
 #[test]

@@ -43,6 +43,18 @@ fn a_bad_config_names_what_is_wrong() {
             "apiVersion: tollgate.dev/v1alpha1\nkind: Config\n",
             "kind: expected",
         ),
+        // A syntax error is reported as one, not as a bad value of the
+        // field being read when the parser met it.
+        (
+            "syntax.yaml",
+            "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\npolicy:\n  podSecurity:\n    enforce: {level: \"restricted}\n",
+            "YAML syntax error",
+        ),
+        (
+            "indent.yaml",
+            "apiVersion: tollgate.dev/v1alpha1\nkind: TollgateConfig\npolicy:\n  podSecurity:\n    enforce:\n      level: restricted\n     version: latest\n",
+            "YAML syntax error",
+        ),
     ];
     for (name, text, want) in cases {
         let path = dir.path().join(name);

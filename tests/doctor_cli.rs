@@ -310,3 +310,29 @@ fn user_constraints_count_as_failing_checks() {
     let missing = doctor(&["-f", "examples/doctor", "--constraints", "no/such/dir"]);
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
 }
+
+/// The copy-paste fixes suggest placeholders, never another team's values
+/// (the payments namespace's on-call channel for a research workload).
+#[test]
+fn suggestions_use_placeholders_not_other_teams_values() {
+    let out = doctor(&["-f", "examples/doctor"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let steps: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Next steps"))
+        .collect();
+    assert!(!steps.is_empty(), "{stdout}");
+    for line in steps.iter().filter(|l| l.contains(" research")) {
+        for other in ["payments", "team-payments", "#payments-oncall", "acme"] {
+            assert!(!line.contains(other), "{line}");
+        }
+    }
+    let critical = steps
+        .iter()
+        .find(|l| l.contains("critical deployment/research-agent"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        critical.contains("deployscope.dev/oncall='<on-call-rotation>'"),
+        "{critical}"
+    );
+}

@@ -233,3 +233,38 @@ fn compile_errors_exit_2_with_file_line_column() {
         Some(2)
     );
 }
+
+/// The repository's own compliance packs carry Rego unit tests, found and
+/// passed by `tollgate test`.
+#[test]
+fn the_compliance_packs_have_passing_rego_tests() {
+    let packs = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/packs");
+    let out = tollgate(&["test", packs.to_str().unwrap(), "-o", "json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let records = records.as_array().unwrap();
+    let names: Vec<&str> = records
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or_default())
+        .collect();
+    assert!(records.iter().all(|r| r["outcome"] == "pass"), "{stdout}");
+    let rules = [
+        "container-resources",
+        "health-probes",
+        "ingress-tls",
+        "storage-encrypted",
+    ];
+    for rule in rules {
+        let test = format!("test_{}", rule.replace('-', "_"));
+        assert!(
+            names.iter().any(|n| n.ends_with(&test)),
+            "no {test} among {names:?}"
+        );
+    }
+}

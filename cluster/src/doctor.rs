@@ -225,7 +225,7 @@ fn next_steps(namespaces: &[NamespaceRow], workloads: &[WorkloadRow], scan: &Sca
         if !shared.is_empty() {
             let pairs: Vec<String> = shared
                 .iter()
-                .map(|k| format!("{}='{}'", k.annotation(), k.example()))
+                .map(|k| format!("{}='{}'", k.annotation(), k.placeholder()))
                 .collect();
             steps.push(format!(
                 "namespace {}: {} workloads lack {}; annotate the namespace once (kubectl annotate namespace {} {}) and re-apply them",
@@ -250,13 +250,13 @@ fn next_steps(namespaces: &[NamespaceRow], workloads: &[WorkloadRow], scan: &Sca
             .filter(|(k, _)| w.readiness.required.contains(k))
         {
             steps.push(format!(
-                "{}/{} in {}: annotation {} {problem}; e.g. {}={}",
+                "{}/{} in {}: annotation {} {problem}; set {}='{}'",
                 resource(&w.kind),
                 w.name,
                 w.namespace,
                 key.annotation(),
                 key.annotation(),
-                key.example()
+                key.placeholder()
             ));
         }
     }
@@ -271,7 +271,7 @@ fn next_steps(namespaces: &[NamespaceRow], workloads: &[WorkloadRow], scan: &Sca
             .readiness
             .missing
             .iter()
-            .map(|k| format!("{}='{}'", k.annotation(), k.example()))
+            .map(|k| format!("{}='{}'", k.annotation(), k.placeholder()))
             .collect();
         if !pairs.is_empty() {
             steps.push(format!(

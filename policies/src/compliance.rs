@@ -5,8 +5,8 @@
 //!
 //! A *profile* selects a framework; a rule runs in a namespace when it
 //! evidences at least one control of a framework selected there (profiles
-//! come from the config and the namespace label
-//! `compliance.tollgate.dev/profiles`, see [`config`]). Every violation names
+//! come from the config and the namespace labels
+//! `compliance.tollgate.dev/<profile>: enforce|warn|audit`, see [`config`]). Every violation names
 //! the controls of the selected frameworks it evidences.
 //!
 //! Evaluation is one Rego query per object
@@ -15,8 +15,8 @@
 //! ([`Packs::builtin`]) and each thread evaluates with its own clone of the
 //! compiled engine, so no lock is taken on the request path.
 //!
-//! Namespaces themselves are judged too: a `compliance.tollgate.dev/profiles`
-//! label naming an unknown profile is refused (`profiles-label`), so a typo
+//! Namespaces themselves are judged too: a `compliance.tollgate.dev/*` label
+//! naming an unknown profile or mode is refused (`profiles-label`), so a typo
 //! cannot silently switch controls off.
 
 pub mod catalogue;
@@ -39,8 +39,9 @@ use crate::{EnforcementAction, PolicySet, Violation};
 
 pub use catalogue::{Catalogue, CatalogueError, Framework, Rule};
 pub use config::{
-    ComplianceConfig, ConfigError, NamespaceCompliance, PROFILES_LABEL, Parameters,
-    ResolvedParameters, RuleAction, Scope,
+    ComplianceConfig, ConfigError, LABEL_MODES, LabelProblem, LabelledProfile, LabelledProfiles,
+    NamespaceCompliance, PROFILE_LABEL_PREFIX, PROFILES_LABEL, Parameters, ResolvedParameters,
+    RuleAction, Scope, labelled_profiles,
 };
 pub use rego::RegoError;
 
@@ -380,41 +381,31 @@ impl Packs {
         Ok(())
     }
 
-    /// Judges a Namespace's own profiles label.
+    /// Judges a Namespace's own compliance labels: each label under
+    /// `compliance.tollgate.dev/` names a known profile and a known mode.
     fn check_namespace(&self, object: &Value, scope: &Scope, out: &mut Evaluation) {
         let Some((_, action)) = scope.rules.iter().find(|(id, _)| id == PROFILES_LABEL_RULE) else {
             return;
         };
         out.evaluated.push(PROFILES_LABEL_RULE.to_owned());
-        let label = object
+        let Some(labels) = object
             .pointer("/metadata/labels")
-            .and_then(|l| l.get(PROFILES_LABEL))
-            .and_then(Value::as_str);
-        let Some(label) = label else {
+            .and_then(Value::as_object)
+        else {
             return;
         };
-        let (_, unknown) = config::parse_profiles(label);
-        if unknown.is_empty() {
-            return;
+        let found = config::labelled_profiles(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        for problem in found.problems {
+            out.violations.push(Violation {
+                policy: PolicySet::Compliance,
+                rule: PROFILES_LABEL_RULE.to_owned(),
+                message: format!("label {}: {}", problem.label, problem.message),
+                path: Some(format!("metadata.labels[\"{}\"]", problem.label)),
+                container: None,
+                controls: Vec::new(),
+                action: *action,
+            });
         }
-        let known = Profile::ALL.map(Profile::as_str).join(", ");
-        out.violations.push(Violation {
-            policy: PolicySet::Compliance,
-            rule: PROFILES_LABEL_RULE.to_owned(),
-            message: format!(
-                "label {PROFILES_LABEL} names unknown profile{} {}; use a comma-separated list of {known} (alias nist-800-53 for fedramp)",
-                if unknown.len() == 1 { "" } else { "s" },
-                unknown
-                    .iter()
-                    .map(|u| format!("{u:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            path: Some(format!("metadata.labels[\"{PROFILES_LABEL}\"]")),
-            container: None,
-            controls: Vec::new(),
-            action: *action,
-        });
     }
 }
 

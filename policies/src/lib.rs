@@ -24,6 +24,6 @@ pub mod workload;
 
 pub use error::PolicyError;
 pub use level::{Level, LevelVersion, Version};
-pub use namespace::{NamespaceInfo, NamespaceSource, StaticNamespaces};
+pub use namespace::{LabelError, NamespaceInfo, NamespaceSource, StaticNamespaces, validate_label};
 pub use verdict::{Control, EnforcementAction, PolicySet, Verdict, Violation};
 pub use workload::{Workload, WorkloadKind};

@@ -150,7 +150,24 @@ impl Key {
         }
     }
 
-    /// A valid example value, for messages.
+    /// A placeholder for the value, for messages and copy-paste commands:
+    /// never a real team's value, and (for the free-form keys) one that
+    /// fails validation until it is replaced.
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            Key::Owner => "<owning-team>",
+            Key::Tier => "<critical|standard|best-effort>",
+            Key::Oncall => "<on-call-rotation>",
+            Key::GitopsRepo => "<git-host>/<org>/<repo>",
+            Key::GitopsPath => "<path-in-repo>/",
+            Key::Runbook => "https://<runbook-url>",
+            Key::Dashboard => "https://<dashboard-url>",
+            Key::DependsOn => "<service>,<service>",
+            Key::Ignore => "false",
+        }
+    }
+
+    /// A valid example value (the format, for tests and documentation).
     pub fn example(self) -> &'static str {
         match self {
             Key::Owner => "team-payments",
@@ -313,7 +330,7 @@ impl Subject<'_> {
             "missing annotation {} ({why}); add metadata.annotations: {{\"{}\": \"{}\"}}",
             key.annotation(),
             key.annotation(),
-            key.example()
+            key.placeholder()
         );
         if self.inheritable && key != Key::Ignore && !self.namespace.is_empty() {
             msg.push_str(&format!(
@@ -332,10 +349,10 @@ impl Subject<'_> {
 
     fn invalid(&self, key: Key, problem: &str) -> String {
         format!(
-            "annotation {} {problem}; e.g. {}: \"{}\"",
+            "annotation {} {problem}; set {}: \"{}\"",
             key.annotation(),
             key.annotation(),
-            key.example()
+            key.placeholder()
         )
     }
 }

@@ -74,6 +74,11 @@ pub struct CheckResult {
     pub notes: Vec<String>,
     /// Why the object could not be evaluated (counts as denied).
     pub error: Option<String>,
+    /// Per violation (same index), every action of the modes that found
+    /// it, strictest first, when more than its own (see
+    /// [`CheckResult::fold_modes`]); shorter than `verdict.violations`
+    /// when the last ones were found by one mode only.
+    pub modes: Vec<Vec<EnforcementAction>>,
 }
 
 /// The outcome of one object.
@@ -234,6 +239,68 @@ impl CheckResult {
         }
     }
 
+    /// Reports each finding once: violations that differ only in their
+    /// action (Pod Security's enforce, warn and audit levels find the same
+    /// fault) become one, with the strictest action, and [`Self::modes`]
+    /// lists the actions of every mode that found it.
+    pub fn fold_modes(&mut self) {
+        let mut kept: Vec<Violation> = Vec::with_capacity(self.verdict.violations.len());
+        let mut modes: Vec<Vec<EnforcementAction>> = Vec::new();
+        for v in std::mem::take(&mut self.verdict.violations) {
+            let same = kept.iter().position(|k| {
+                k.policy == v.policy
+                    && k.rule == v.rule
+                    && k.path == v.path
+                    && k.container == v.container
+                    && k.message == v.message
+            });
+            match same.and_then(|i| kept.get_mut(i).zip(modes.get_mut(i))) {
+                Some((k, m)) => {
+                    if !m.contains(&v.action) {
+                        m.push(v.action);
+                        m.sort_by_key(|a| strictness(*a));
+                    }
+                    if strictness(v.action) < strictness(k.action) {
+                        k.action = v.action;
+                    }
+                    for c in v.controls {
+                        if !k.controls.contains(&c) {
+                            k.controls.push(c);
+                        }
+                    }
+                }
+                None => {
+                    modes.push(vec![v.action]);
+                    kept.push(v);
+                }
+            }
+        }
+        self.verdict.violations = kept;
+        while modes.last().is_some_and(|m| m.len() < 2) {
+            modes.pop();
+        }
+        for m in &mut modes {
+            if m.len() < 2 {
+                m.clear();
+            }
+        }
+        self.modes = modes;
+    }
+
+    /// The actions of every mode that found violation `index` (its own
+    /// action alone when one mode found it).
+    pub fn modes_of(&self, index: usize) -> Vec<EnforcementAction> {
+        match self.modes.get(index) {
+            Some(m) if !m.is_empty() => m.clone(),
+            _ => self
+                .verdict
+                .violations
+                .get(index)
+                .map(|v| vec![v.action])
+                .unwrap_or_default(),
+        }
+    }
+
     /// The object's outcome.
     pub fn outcome(&self) -> Outcome {
         if self.error.is_some() {
@@ -303,6 +370,15 @@ pub fn summary(results: &[CheckResult]) -> Summary {
     s
 }
 
+/// Orders actions from the strictest (`deny`) to the mildest (`audit`).
+fn strictness(action: EnforcementAction) -> u8 {
+    match action {
+        EnforcementAction::Deny => 0,
+        EnforcementAction::Warn => 1,
+        EnforcementAction::Audit => 2,
+    }
+}
+
 /// `deny`, `warn` or `audit`.
 fn action_str(action: EnforcementAction) -> &'static str {
     match action {
@@ -364,8 +440,8 @@ pub fn text(results: &[CheckResult]) -> String {
         if let Some(err) = &r.error {
             let _ = writeln!(out, "  error: {err}");
         }
-        for v in &r.verdict.violations {
-            write_violation(&mut out, v);
+        for (i, v) in r.verdict.violations.iter().enumerate() {
+            write_violation(&mut out, v, &r.modes_of(i));
         }
         for note in &r.notes {
             let _ = writeln!(out, "  note: {note}");
@@ -395,17 +471,27 @@ pub fn text(results: &[CheckResult]) -> String {
     out
 }
 
-fn write_violation(out: &mut String, v: &Violation) {
+fn write_violation(out: &mut String, v: &Violation, modes: &[EnforcementAction]) {
+    let also: Vec<&str> = modes
+        .iter()
+        .filter(|m| **m != v.action)
+        .map(|m| action_str(*m))
+        .collect();
     let _ = writeln!(
         out,
-        "  {:<5} {}/{}{}",
+        "  {:<5} {}/{}{}{}",
         action_str(v.action),
         v.policy.as_str(),
         v.rule,
         v.path
             .as_deref()
             .map(|p| format!(" at {p}"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if also.is_empty() {
+            String::new()
+        } else {
+            format!(" (also {})", also.join(", "))
+        }
     );
     let _ = writeln!(out, "        {}", v.message);
     if !v.controls.is_empty() {
@@ -414,19 +500,59 @@ fn write_violation(out: &mut String, v: &Violation) {
 }
 
 /// The machine-readable report: `{"apiVersion", "kind": "CheckReport",
-/// "summary", "results": [...]}`, one result per object with its outcome,
-/// violations (with controls) and the rules evaluated.
-pub fn json(results: &[CheckResult]) -> String {
+/// "summary", "results": [...], "errors": [...]}`, one result per object
+/// with its outcome, violations (with controls) and the rules evaluated;
+/// `errors` lists the inputs that could not be read or parsed (each
+/// `{"message"}`), and `summary.errors` counts them with the objects that
+/// could not be evaluated. Compact: one line; `evaluated` lists rule ids
+/// (`compliance/image-pinned`) and `rules` gives each rule's controls once;
+/// a violation found by several modes carries `modes` (`["deny","audit"]`).
+pub fn json(results: &[CheckResult], input_errors: &[String]) -> String {
+    // Each rule's controls once for the whole report (the union over the
+    // objects, each of which lists the frameworks in scope for it).
+    let mut rules: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let items: Vec<Value> = results
         .iter()
         .map(|r| {
+            let evaluated: Vec<String> = r
+                .evaluated
+                .iter()
+                .map(|e| {
+                    let id = format!("{}/{}", e.policy.as_str(), e.rule);
+                    let controls = rules.entry(id.clone()).or_default();
+                    for c in &e.controls {
+                        let c = c.to_string();
+                        if !controls.contains(&c) {
+                            controls.push(c);
+                        }
+                    }
+                    id
+                })
+                .collect();
+            let violations: Vec<Value> = r
+                .verdict
+                .violations
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let mut item = serde_json::to_value(v).unwrap_or(Value::Null);
+                    let modes = r.modes_of(i);
+                    if let (true, Some(map)) = (modes.len() > 1, item.as_object_mut()) {
+                        map.insert(
+                            "modes".into(),
+                            json!(modes.into_iter().map(action_str).collect::<Vec<_>>()),
+                        );
+                    }
+                    item
+                })
+                .collect();
             let mut item = json!({
                 "file": r.file,
                 "line": r.line,
                 "object": r.object,
                 "outcome": r.outcome(),
-                "violations": r.verdict.violations,
-                "evaluated": r.evaluated,
+                "violations": violations,
+                "evaluated": evaluated,
             });
             if let Some(map) = item.as_object_mut() {
                 if !r.frameworks.is_empty() {
@@ -442,13 +568,22 @@ pub fn json(results: &[CheckResult]) -> String {
             item
         })
         .collect();
+    let rules: serde_json::Map<String, Value> = rules
+        .into_iter()
+        .map(|(id, controls)| (id, json!({"controls": controls})))
+        .collect();
+    let mut counts = summary(results);
+    counts.errors += input_errors.len();
+    let errors: Vec<Value> = input_errors.iter().map(|e| json!({"message": e})).collect();
     let doc = json!({
         "apiVersion": API_VERSION,
         "kind": "CheckReport",
-        "summary": summary(results),
+        "summary": counts,
         "results": items,
+        "rules": rules,
+        "errors": errors,
     });
-    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    let mut text = serde_json::to_string(&doc).unwrap_or_default();
     text.push('\n');
     text
 }

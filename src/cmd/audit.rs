@@ -56,7 +56,13 @@ pub struct VerifyArgs {
     #[arg(long = "anchor", value_name = "FILE")]
     pub anchors: Vec<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "format",
+        value_enum,
+        default_value = "text"
+    )]
     pub format: ReportFormat,
 }
 
@@ -80,7 +86,13 @@ pub struct TailArgs {
     #[arg(short = 'f', long)]
     pub follow: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "format",
+        value_enum,
+        default_value = "text"
+    )]
     pub format: TailFormat,
     /// Start with the last N records (default 10; 0 with `-f` prints only
     /// new ones).

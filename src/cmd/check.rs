@@ -41,7 +41,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Labels of every namespace that neither the input (Namespace objects) nor the config file
-    /// describes, e.g. compliance.tollgate.dev/profiles=pci-dss,pss.tollgate.dev/enforce=baseline.
+    /// describes, e.g. compliance.tollgate.dev/pci-dss=enforce,pss.tollgate.dev/enforce=baseline
+    /// (one label per compliance framework: a label value cannot hold a comma).
     #[arg(long, value_name = "KEY=VALUE,...", value_delimiter = ',', value_parser = parse_label)]
     pub namespace_labels: Vec<(String, String)>,
     /// Namespace of objects that do not name one.
@@ -60,6 +61,17 @@ pub struct Args {
     /// Print the compliance evidence report (per framework and control) instead of the check.
     #[arg(long)]
     pub report: bool,
+    /// Accept input that holds no objects (by default it is an input error, exit 2, so a
+    /// failed `helm template ... | tollgate check -f -` does not pass).
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Fail (exit 1) when a warn-mode violation is found, not only when something is denied.
+    #[arg(long)]
+    pub fail_on_warn: bool,
+    /// Print nothing on standard output; the exit code says the result (errors still go to
+    /// standard error).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 /// `tollgate check --output`.
@@ -73,13 +85,22 @@ pub enum Output {
     Junit,
     /// SARIF 2.1.0, for code-scanning dashboards.
     Sarif,
+    /// The `CheckReport` document as YAML.
+    Yaml,
 }
 
+/// One `KEY=VALUE` of `--namespace-labels`, refused unless kube-apiserver
+/// would accept it on a Namespace.
 fn parse_label(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
-        _ => Err(format!("expected KEY=VALUE, found {text:?}")),
-    }
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!(
+            "expected KEY=VALUE, found {text:?} (labels are separated by commas, so a value cannot \
+             hold one: select several compliance profiles with one label each, e.g. \
+             compliance.tollgate.dev/soc2=enforce,compliance.tollgate.dev/pci-dss=enforce)"
+        ));
+    };
+    tollgate_policies::validate_label(key, value).map_err(|e| e.to_string())?;
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 fn parse_level(text: &str) -> Result<LevelVersion, String> {
@@ -120,11 +141,24 @@ pub struct Report {
 }
 
 impl Report {
-    /// 0 all allowed, 1 something denied, 2 an input could not be read.
-    pub fn exit_code(&self) -> ExitCode {
+    /// 0 all allowed, 1 something denied (or, with `fail_on_warn`, warned),
+    /// 2 an input could not be read.
+    pub fn exit_code(&self, fail_on_warn: bool) -> ExitCode {
+        let warned = || {
+            self.objects.iter().any(|o| {
+                o.checked
+                    .evaluation
+                    .verdict
+                    .with_action(EnforcementAction::Warn)
+                    .next()
+                    .is_some()
+            })
+        };
         if !self.input_errors.is_empty() {
             ExitCode::from(2)
-        } else if self.objects.iter().any(|o| !o.checked.evaluation.allowed()) {
+        } else if self.objects.iter().any(|o| !o.checked.evaluation.allowed())
+            || (fail_on_warn && warned())
+        {
             ExitCode::from(1)
         } else {
             ExitCode::SUCCESS
@@ -134,7 +168,7 @@ impl Report {
 
 /// Runs `tollgate check`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.report && matches!(args.output, Output::Junit | Output::Sarif) {
+    if args.report && matches!(args.output, Output::Junit | Output::Sarif | Output::Yaml) {
         eprintln!(
             "error: --report prints text or json; --output junit and sarif describe the check itself"
         );
@@ -157,6 +191,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Err(e) => report.input_errors.push(format!("{source}: {e}")),
             }
         }
+    }
+    if inputs.is_empty() && report.input_errors.is_empty() && !args.allow_empty {
+        report.input_errors.push(format!(
+            "{}: no Kubernetes objects in the input (pass --allow-empty if that is expected)",
+            args.files.join(", ")
+        ));
     }
     let constraint_paths = config.constraint_paths(&args.constraints);
     let store = match crate::constraints::load(&constraint_paths) {
@@ -215,6 +255,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         result.frameworks = eval.frameworks.clone();
         result.notes = eval.notes.clone();
         result.error = eval.failure.as_ref().map(|f| f.message.clone());
+        result.fold_modes();
         report.results.push(result);
         report.objects.push(ObjectReport { source, checked });
     }
@@ -227,20 +268,92 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     } else {
         match args.output {
-            Output::Text => render_text(&report),
-            Output::Json => tollgate_policies::report::json(&report.results),
-            Output::Junit => tollgate_policies::report::junit(&report.results),
-            Output::Sarif => tollgate_policies::report::sarif(&report.results, catalogue),
+            Output::Text => {
+                let mut text = render_text(&report);
+                text.push_str(&summary_table(&report.results));
+                text
+            }
+            Output::Json => tollgate_policies::report::json(&report.results, &report.input_errors),
+            Output::Yaml => as_yaml(&tollgate_policies::report::json(
+                &report.results,
+                &report.input_errors,
+            )),
+            Output::Junit => {
+                tollgate_policies::report::junit(&report.results, &report.input_errors)
+            }
+            Output::Sarif => {
+                tollgate_policies::report::sarif(&report.results, &report.input_errors, catalogue)
+            }
         }
     };
-    print!("{out}");
-    if !out.ends_with('\n') {
-        println!();
+    if !args.quiet {
+        print!("{out}");
+        if !out.ends_with('\n') {
+            println!();
+        }
     }
     for err in &report.input_errors {
         eprintln!("error: {err}");
     }
-    Ok(report.exit_code())
+    Ok(report.exit_code(args.fail_on_warn))
+}
+
+/// A JSON document as YAML (the same `CheckReport`).
+fn as_yaml(json: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(json)
+        .map_err(|e| e.to_string())
+        .and_then(|v| yaml_serde::to_string(&v).map_err(|e| e.to_string()))
+    {
+        Ok(yaml) => yaml,
+        Err(e) => format!("# cannot render YAML: {e}\n"),
+    }
+}
+
+/// Violations per policy set and rule (deny, warn, audit), as a table.
+fn summary_table(results: &[CheckResult]) -> String {
+    let mut counts: std::collections::BTreeMap<(String, String), [usize; 3]> = Default::default();
+    for r in results {
+        for v in &r.verdict.violations {
+            let slot = counts
+                .entry((v.policy.as_str().to_owned(), v.rule.clone()))
+                .or_default();
+            let i = match v.action {
+                EnforcementAction::Deny => 0,
+                EnforcementAction::Warn => 1,
+                EnforcementAction::Audit => 2,
+            };
+            if let Some(n) = slot.get_mut(i) {
+                *n += 1;
+            }
+        }
+    }
+    if counts.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<[String; 5]> = counts
+        .into_iter()
+        .map(|((policy, rule), [d, w, a])| {
+            [policy, rule, d.to_string(), w.to_string(), a.to_string()]
+        })
+        .collect();
+    let header = ["POLICY", "RULE", "DENY", "WARN", "AUDIT"].map(str::to_owned);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::from("\n");
+    for row in std::iter::once(&header).chain(rows.iter()) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// Every namespace, with the same labels (`--namespace-labels`).
@@ -303,6 +416,29 @@ pub(crate) fn read_input(input: &str, errors: &mut Vec<String>) -> Vec<(String, 
     out
 }
 
+/// Every warn-mode violation (`path: message [policy:rule]`) and note, whole:
+/// unlike admission warnings, which kube-apiserver limits to 256 characters
+/// each, nothing is cut here. Control characters from the manifest are
+/// shown as spaces so they cannot drive the terminal.
+fn warning_lines(eval: &tollgate_policies::engine::Evaluation) -> Vec<String> {
+    let printable = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    let mut lines: Vec<String> = eval
+        .verdict
+        .with_action(EnforcementAction::Warn)
+        .map(|v| match v.path.as_deref().filter(|p| !p.is_empty()) {
+            Some(path) => format!("{path}: {} [{}:{}]", v.message, v.policy.as_str(), v.rule),
+            None => format!("{} [{}:{}]", v.message, v.policy.as_str(), v.rule),
+        })
+        .map(|l| printable(&l))
+        .collect();
+    lines.extend(eval.notes.iter().map(|n| printable(n)));
+    lines
+}
+
 /// One block per object: the verdict, each violation with its fix, the
 /// warnings; then a summary line.
 pub fn render_text(report: &Report) -> String {
@@ -318,7 +454,7 @@ pub fn render_text(report: &Report) -> String {
         if !subject.namespace.is_empty() && subject.kind != "Namespace" {
             what.push_str(&format!(" in namespace {:?}", subject.namespace));
         }
-        let warnings = eval.warnings();
+        let warnings = warning_lines(eval);
         let status = if let Some(denial) = eval.denial() {
             denied += 1;
             let lines: Vec<&str> = denial.message.lines().collect();

@@ -32,7 +32,7 @@ pub struct Args {
     /// pass; without --policy the baseline alone decides.
     #[arg(long, value_name = "FILE")]
     ossa_manifest: Option<PathBuf>,
-    /// Check the policy file and exit (0 valid, 1 invalid).
+    /// Check the policy file and exit (0 valid, 1 invalid, 2 a file cannot be read).
     #[arg(long)]
     check: bool,
     /// Forward-proxy (HTTP_PROXY/HTTPS_PROXY) and reverse-proxy listener.

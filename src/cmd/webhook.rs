@@ -312,7 +312,7 @@ fn print_banner(bound: &Bound, policy: &PolicyConfig) {
     let own = &policy.ownership;
     if own.enabled {
         println!(
-            "  policy: ownership annotations required: {} ({}); compliance profiles by default: {} (namespace label {})",
+            "  policy: ownership annotations required: {} ({}); compliance profiles by default: {} (namespace labels {}<profile>: {})",
             own.required
                 .iter()
                 .map(|k| k.as_str())
@@ -330,7 +330,8 @@ fn print_banner(bound: &Bound, policy: &PolicyConfig) {
                     .collect::<Vec<_>>()
                     .join(", ")
             },
-            tollgate_policies::compliance::config::PROFILES_LABEL
+            tollgate_policies::compliance::PROFILE_LABEL_PREFIX,
+            tollgate_policies::compliance::LABEL_MODES.join("|")
         );
     }
     println!("  stop with Ctrl-C or SIGTERM (in-flight requests are drained)");

@@ -3,9 +3,14 @@
 //! rules they enable with their enforcement actions, and the parameters.
 //!
 //! Profiles for a namespace are the configured ones (its entry under
-//! `namespaces`, else the cluster default `profiles`) plus those its label
-//! `compliance.tollgate.dev/profiles` names: a label can add profiles, never
-//! remove one the configuration requires.
+//! `namespaces`, else the cluster default `profiles`) plus those its labels
+//! select: one label per framework, `compliance.tollgate.dev/<profile>:
+//! enforce|warn|audit` (a mode per framework, like Pod Security Admission's
+//! labels), or the older single-profile label
+//! `compliance.tollgate.dev/profiles: <profile>`, which takes the configured
+//! action. A label can add profiles or make one stricter, never remove or
+//! weaken what the configuration requires: a rule selected several ways takes
+//! the strictest action.
 
 use std::collections::BTreeMap;
 
@@ -16,8 +21,17 @@ use super::catalogue::Catalogue;
 use crate::namespace::NamespaceInfo;
 use crate::{EnforcementAction, PolicySet};
 
-/// The namespace label that selects compliance profiles (comma list).
+/// The older namespace label that selects one compliance profile with the
+/// configured action (`compliance.tollgate.dev/profiles: pci-dss`). A label
+/// value cannot hold a comma, so several profiles need [`PROFILE_LABEL_PREFIX`].
 pub const PROFILES_LABEL: &str = "compliance.tollgate.dev/profiles";
+
+/// The prefix of the per-framework labels:
+/// `compliance.tollgate.dev/<profile>: enforce|warn|audit`.
+pub const PROFILE_LABEL_PREFIX: &str = "compliance.tollgate.dev/";
+
+/// The values a per-framework label takes, as in the README.
+pub const LABEL_MODES: [&str; 3] = ["enforce", "warn", "audit"];
 
 /// The `compliance:` section. Every field has a default; unknown keys are
 /// refused.
@@ -263,14 +277,25 @@ impl ComplianceConfig {
         let mut profiles: Vec<Profile> = entry
             .and_then(|e| e.profiles.clone())
             .unwrap_or_else(|| self.profiles.clone());
+        let default_action = entry.and_then(|e| e.action).unwrap_or(self.action);
+        // Every way a profile is selected, with the action it asks for.
+        let mut selections: Vec<(Profile, EnforcementAction)> =
+            profiles.iter().map(|p| (*p, default_action)).collect();
         let mut warnings = Vec::new();
-        if let Some(label) = namespace.and_then(|ns| ns.labels.get(PROFILES_LABEL)) {
-            let (named, unknown) = parse_profiles(label);
-            profiles.extend(named);
-            for u in unknown {
+        if let Some(ns) = namespace {
+            let labels = labelled_profiles(
+                ns.labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+            );
+            for selected in labels.profiles {
+                profiles.push(selected.profile);
+                selections.push((selected.profile, selected.action.unwrap_or(default_action)));
+            }
+            for problem in labels.problems {
                 warnings.push(format!(
-                    "namespace {namespace_name:?}: label {PROFILES_LABEL} names unknown profile {u:?} (known: {}); it is ignored",
-                    Profile::ALL.map(Profile::as_str).join(", ")
+                    "namespace {namespace_name:?}: label {}: {}",
+                    problem.label, problem.message
                 ));
             }
         }
@@ -282,7 +307,6 @@ impl ComplianceConfig {
             .filter(|f| profiles.contains(&f.profile))
             .map(|f| f.id.clone())
             .collect();
-        let default_action = entry.and_then(|e| e.action).unwrap_or(self.action);
         let mut rules = Vec::new();
         if !exempt {
             for rule in catalogue.rules() {
@@ -296,11 +320,28 @@ impl ComplianceConfig {
                 if !selected {
                     continue;
                 }
+                // The strictest action among the selections whose framework
+                // the rule evidences (the label check: the default action).
+                let selected_action = if rule.controls.is_empty() {
+                    default_action
+                } else {
+                    selections
+                        .iter()
+                        .filter(|(p, _)| {
+                            catalogue
+                                .frameworks()
+                                .iter()
+                                .any(|f| f.profile == *p && rule.in_framework(&f.id))
+                        })
+                        .map(|(_, a)| *a)
+                        .min_by_key(|a| strictness(*a))
+                        .unwrap_or(default_action)
+                };
                 let override_ = entry
                     .and_then(|e| e.rules.get(&rule.id))
                     .or_else(|| self.rules.get(&rule.id));
                 let action = match override_ {
-                    None => Some(default_action),
+                    None => Some(selected_action),
                     Some(RuleAction::Deny) => Some(EnforcementAction::Deny),
                     Some(RuleAction::Warn) => Some(EnforcementAction::Warn),
                     Some(RuleAction::Audit) => Some(EnforcementAction::Audit),
@@ -325,6 +366,138 @@ impl ComplianceConfig {
             warnings,
         }
     }
+}
+
+/// Orders actions from the strictest (`deny`) to the mildest (`audit`).
+fn strictness(action: EnforcementAction) -> u8 {
+    match action {
+        EnforcementAction::Deny => 0,
+        EnforcementAction::Warn => 1,
+        EnforcementAction::Audit => 2,
+    }
+}
+
+/// A profile a namespace label selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledProfile {
+    /// The profile.
+    pub profile: Profile,
+    /// The action its label asks for; `None` for the single-profile label
+    /// [`PROFILES_LABEL`], which takes the configured action.
+    pub action: Option<EnforcementAction>,
+    /// The label key that selected it.
+    pub label: String,
+}
+
+/// A namespace label under [`PROFILE_LABEL_PREFIX`] that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelProblem {
+    /// The label key.
+    pub label: String,
+    /// What is wrong and what to write instead.
+    pub message: String,
+}
+
+/// What a namespace's compliance labels select, and what is wrong with them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelledProfiles {
+    /// The profiles selected, in label order.
+    pub profiles: Vec<LabelledProfile>,
+    /// Labels that are wrong (unknown profile, unknown mode, a list where
+    /// one value fits).
+    pub problems: Vec<LabelProblem>,
+}
+
+/// Reads the compliance labels among a namespace's labels (`None`: a value
+/// that is not a string). Fails closed: an unknown mode on a known profile
+/// selects it with `deny` (as Pod Security Admission uses its most
+/// restrictive level for an unparseable one), and the known names of a
+/// comma list in [`PROFILES_LABEL`] (which kube-apiserver refuses, but a
+/// manifest checked offline may hold) are all selected; each is also a
+/// problem.
+pub fn labelled_profiles<'a>(
+    labels: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> LabelledProfiles {
+    let mut out = LabelledProfiles::default();
+    let known = || Profile::ALL.map(Profile::as_str).join(", ");
+    for (key, value) in labels {
+        let Some(name) = key.strip_prefix(PROFILE_LABEL_PREFIX) else {
+            continue;
+        };
+        let mut problem = |message: String| {
+            out.problems.push(LabelProblem {
+                label: key.to_owned(),
+                message,
+            });
+        };
+        let Some(value) = value else {
+            problem("the value is not a string".to_owned());
+            continue;
+        };
+        if key == PROFILES_LABEL {
+            let (named, unknown) = parse_profiles(value);
+            if value.contains(',') || value.trim() != value {
+                problem(format!(
+                    "{value:?} is not a valid label value (kube-apiserver refuses commas and spaces); select each framework with its own label, e.g. {}",
+                    suggest_labels(&named)
+                ));
+            }
+            for u in unknown {
+                problem(format!(
+                    "names unknown profile {u:?} (known: {}, alias nist-800-53 for fedramp); it is ignored",
+                    known()
+                ));
+            }
+            out.profiles
+                .extend(named.into_iter().map(|profile| LabelledProfile {
+                    profile,
+                    action: None,
+                    label: key.to_owned(),
+                }));
+            continue;
+        }
+        let Ok(profile) = name.parse::<Profile>() else {
+            problem(format!(
+                "unknown profile {name:?} (known: {}, alias nist-800-53 for fedramp); it is ignored",
+                known()
+            ));
+            continue;
+        };
+        let action = match value {
+            "enforce" => EnforcementAction::Deny,
+            "warn" => EnforcementAction::Warn,
+            "audit" => EnforcementAction::Audit,
+            other => {
+                problem(format!(
+                    "unknown mode {other:?} (expected {}); {} is enforced until it is fixed",
+                    LABEL_MODES.join(", "),
+                    profile.as_str()
+                ));
+                EnforcementAction::Deny
+            }
+        };
+        out.profiles.push(LabelledProfile {
+            profile,
+            action: Some(action),
+            label: key.to_owned(),
+        });
+    }
+    out
+}
+
+/// `compliance.tollgate.dev/soc2: enforce, compliance.tollgate.dev/pci-dss:
+/// enforce` for these profiles (a generic example when there are none).
+fn suggest_labels(profiles: &[Profile]) -> String {
+    let names: Vec<&str> = if profiles.is_empty() {
+        vec![Profile::PciDss.as_str()]
+    } else {
+        profiles.iter().map(|p| p.as_str()).collect()
+    };
+    names
+        .iter()
+        .map(|n| format!("{PROFILE_LABEL_PREFIX}{n}: enforce"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Splits a profiles label into known profiles and unknown names.

@@ -80,14 +80,32 @@ fn config_validation_names_the_field() {
     assert!(ComplianceConfig::default().validate(catalogue).is_ok());
 }
 
+fn namespace(labels: &[(&str, &str)]) -> NamespaceInfo {
+    NamespaceInfo {
+        name: "x".into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..NamespaceInfo::default()
+    }
+}
+
+fn action_of(scope: &Scope, rule: &str) -> Option<EnforcementAction> {
+    scope
+        .rules
+        .iter()
+        .find(|(id, _)| id == rule)
+        .map(|(_, a)| *a)
+}
+
 #[test]
 fn unknown_profiles_in_a_label_become_warnings() {
     let packs = Packs::builtin().unwrap();
-    let ns = NamespaceInfo {
-        name: "x".into(),
-        labels: [(PROFILES_LABEL.to_owned(), "soc2,hipa".to_owned())].into(),
-        ..NamespaceInfo::default()
-    };
+    let ns = namespace(&[
+        ("compliance.tollgate.dev/soc2", "enforce"),
+        ("compliance.tollgate.dev/hipa", "enforce"),
+    ]);
     let e = packs
         .evaluate(
             &deployment(json!([])),
@@ -102,6 +120,119 @@ fn unknown_profiles_in_a_label_become_warnings() {
         e.warnings[0].contains("unknown profile \"hipa\""),
         "{:?}",
         e.warnings
+    );
+}
+
+#[test]
+fn one_label_per_framework_sets_its_mode() {
+    let catalogue = Catalogue::builtin().unwrap();
+    let ns = namespace(&[
+        ("compliance.tollgate.dev/gdpr", "audit"),
+        ("compliance.tollgate.dev/pci-dss", "enforce"),
+    ]);
+    let scope = ComplianceConfig::default().scope(catalogue, "x", Some(&ns));
+    assert_eq!(scope.profiles, [Profile::PciDss, Profile::Gdpr]);
+    assert!(scope.warnings.is_empty(), "{:?}", scope.warnings);
+    // Among the selected frameworks, GDPR only: the GDPR label's mode.
+    assert_eq!(
+        action_of(&scope, "personal-data-residency"),
+        Some(EnforcementAction::Audit)
+    );
+    // In PCI-DSS: enforced.
+    assert_eq!(
+        action_of(&scope, "image-pinned"),
+        Some(EnforcementAction::Deny)
+    );
+    // A rule in two selected frameworks takes the strictest of their modes
+    // (residency evidences GDPR and NIST 800-53; alias accepted).
+    let ns = namespace(&[
+        ("compliance.tollgate.dev/gdpr", "audit"),
+        ("compliance.tollgate.dev/nist-800-53", "warn"),
+    ]);
+    let scope = ComplianceConfig::default().scope(catalogue, "x", Some(&ns));
+    assert_eq!(scope.profiles, [Profile::Gdpr, Profile::Fedramp]);
+    assert_eq!(
+        action_of(&scope, "personal-data-residency"),
+        Some(EnforcementAction::Warn)
+    );
+}
+
+#[test]
+fn a_label_cannot_weaken_the_configuration() {
+    let catalogue = Catalogue::builtin().unwrap();
+    let config = ComplianceConfig {
+        profiles: vec![Profile::PciDss],
+        ..ComplianceConfig::default()
+    };
+    let ns = namespace(&[("compliance.tollgate.dev/pci-dss", "audit")]);
+    let scope = config.scope(catalogue, "x", Some(&ns));
+    assert_eq!(
+        action_of(&scope, "image-pinned"),
+        Some(EnforcementAction::Deny)
+    );
+    // A label can make a configured warn-mode framework stricter.
+    let config = ComplianceConfig {
+        profiles: vec![Profile::PciDss],
+        action: EnforcementAction::Warn,
+        ..ComplianceConfig::default()
+    };
+    let ns = namespace(&[("compliance.tollgate.dev/pci-dss", "enforce")]);
+    let scope = config.scope(catalogue, "x", Some(&ns));
+    assert_eq!(
+        action_of(&scope, "image-pinned"),
+        Some(EnforcementAction::Deny)
+    );
+}
+
+#[test]
+fn an_unknown_mode_fails_closed_with_a_warning() {
+    let catalogue = Catalogue::builtin().unwrap();
+    for value in ["Enforce", "true", "", "deny"] {
+        let ns = namespace(&[("compliance.tollgate.dev/pci-dss", value)]);
+        let scope = ComplianceConfig::default().scope(catalogue, "x", Some(&ns));
+        assert_eq!(scope.profiles, [Profile::PciDss], "{value:?}");
+        assert_eq!(
+            action_of(&scope, "image-pinned"),
+            Some(EnforcementAction::Deny),
+            "{value:?}"
+        );
+        assert_eq!(scope.warnings.len(), 1, "{value:?}");
+        assert!(
+            scope.warnings[0].contains("unknown mode"),
+            "{:?}",
+            scope.warnings
+        );
+    }
+}
+
+#[test]
+fn the_single_profile_label_keeps_working_and_a_list_is_flagged() {
+    let catalogue = Catalogue::builtin().unwrap();
+    let config = ComplianceConfig {
+        action: EnforcementAction::Warn,
+        ..ComplianceConfig::default()
+    };
+    let ns = namespace(&[(PROFILES_LABEL, "pci-dss")]);
+    let scope = config.scope(catalogue, "x", Some(&ns));
+    assert_eq!(scope.profiles, [Profile::PciDss]);
+    assert!(scope.warnings.is_empty(), "{:?}", scope.warnings);
+    assert_eq!(
+        action_of(&scope, "image-pinned"),
+        Some(EnforcementAction::Warn),
+        "the single-profile label takes the configured action"
+    );
+    // A list cannot exist on a cluster; offline, its profiles still apply
+    // (failing closed) and the label is reported with the labels to use.
+    let ns = namespace(&[(PROFILES_LABEL, "soc2,pci-dss")]);
+    let scope = config.scope(catalogue, "x", Some(&ns));
+    assert_eq!(scope.profiles, [Profile::Soc2, Profile::PciDss]);
+    assert_eq!(scope.warnings.len(), 1, "{:?}", scope.warnings);
+    assert!(
+        scope.warnings[0].contains(
+            "compliance.tollgate.dev/soc2: enforce, compliance.tollgate.dev/pci-dss: enforce"
+        ),
+        "{:?}",
+        scope.warnings
     );
 }
 

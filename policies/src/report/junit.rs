@@ -4,7 +4,8 @@
 //! with every message. Warn- and audit-mode violations do not fail a test
 //! case (they do not fail the check either); their messages go to
 //! `<system-out>`. Objects that could not be evaluated are `<error>`s in a
-//! suite of their own.
+//! suite of their own, and so are inputs that could not be read or parsed
+//! (suite `input`).
 
 use std::fmt::Write as _;
 
@@ -27,8 +28,9 @@ struct Case<'a> {
     violations: Vec<&'a Violation>,
 }
 
-/// The JUnit XML report of `results`.
-pub fn junit(results: &[CheckResult]) -> String {
+/// The JUnit XML report of `results` and of the inputs that could not be
+/// read or parsed.
+pub fn junit(results: &[CheckResult], input_errors: &[String]) -> String {
     let mut suites = String::new();
     let (mut total, mut total_failures, mut total_errors) = (0, 0, 0);
     for set in SETS {
@@ -75,6 +77,23 @@ pub fn junit(results: &[CheckResult]) -> String {
                 escape(&r.file),
                 escape(message),
                 escape(&format!("{}: {message}", r.location()))
+            );
+        }
+        suites.push_str("  </testsuite>\n");
+    }
+    if !input_errors.is_empty() {
+        total += input_errors.len();
+        total_errors += input_errors.len();
+        let _ = writeln!(
+            suites,
+            "  <testsuite name=\"input\" tests=\"{n}\" failures=\"0\" errors=\"{n}\" skipped=\"0\" time=\"0\">",
+            n = input_errors.len()
+        );
+        for message in input_errors {
+            let _ = writeln!(
+                suites,
+                "    <testcase name=\"read\" classname=\"input\" time=\"0\">\n      <error type=\"input\" message=\"{m}\">{m}</error>\n    </testcase>",
+                m = escape(message)
             );
         }
         suites.push_str("  </testsuite>\n");

@@ -3,7 +3,9 @@
 //! or judged something, with its help text and its controls as tags;
 //! `results` has one entry per violation, with the manifest file and the
 //! line of the object, the object as a logical location, and a stable
-//! fingerprint so code scanning tracks an alert across runs.
+//! fingerprint so code scanning tracks an alert across runs. Inputs that
+//! could not be read or parsed are `invocations[0].toolExecutionNotifications`
+//! (and the invocation is not `executionSuccessful`).
 
 use std::collections::BTreeMap;
 
@@ -17,9 +19,14 @@ use crate::{EnforcementAction, PolicySet, Violation};
 /// The SARIF schema this output follows.
 pub const SARIF_SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 
-/// The SARIF report of `results`. Rules are described from `catalogue`
-/// (the built-in one when `None`).
-pub fn sarif(results: &[CheckResult], catalogue: Option<&Catalogue>) -> String {
+/// The SARIF report of `results` and of the inputs that could not be read
+/// or parsed. Rules are described from `catalogue` (the built-in one when
+/// `None`).
+pub fn sarif(
+    results: &[CheckResult],
+    input_errors: &[String],
+    catalogue: Option<&Catalogue>,
+) -> String {
     let catalogue = catalogue.or_else(|| Catalogue::builtin().ok());
     // Every (policy, rule) that judged or reported, in first-seen order.
     let mut order: Vec<(PolicySet, String)> = Vec::new();
@@ -46,10 +53,10 @@ pub fn sarif(results: &[CheckResult], catalogue: Option<&Catalogue>) -> String {
     let rules: Vec<Value> = docs.iter().map(rule_descriptor).collect();
     let mut out_results = Vec::new();
     for r in results {
-        for v in &r.verdict.violations {
+        for (i, v) in r.verdict.violations.iter().enumerate() {
             let id = rule_id(v.policy, &v.rule);
             let index = seen.get(&id).copied().unwrap_or_default();
-            out_results.push(result(r, v, &id, index));
+            out_results.push(result(r, v, &r.modes_of(i), &id, index));
         }
         if let Some(err) = &r.error {
             out_results.push(json!({
@@ -82,6 +89,13 @@ pub fn sarif(results: &[CheckResult], catalogue: Option<&Catalogue>) -> String {
                 "version": env!("CARGO_PKG_VERSION"),
                 "rules": rules,
             }},
+            "invocations": [{
+                "executionSuccessful": input_errors.is_empty(),
+                "toolExecutionNotifications": input_errors
+                    .iter()
+                    .map(|e| json!({"level": "error", "message": {"text": e}}))
+                    .collect::<Vec<_>>(),
+            }],
             "columnKind": "unicodeCodePoints",
             "results": out_results,
         }],
@@ -171,7 +185,13 @@ fn level(action: EnforcementAction) -> &'static str {
     }
 }
 
-fn result(r: &CheckResult, v: &Violation, id: &str, index: usize) -> Value {
+fn result(
+    r: &CheckResult,
+    v: &Violation,
+    modes: &[EnforcementAction],
+    id: &str,
+    index: usize,
+) -> Value {
     let mut text = format!("{}: {}", r.object.display(), v.message);
     if let Some(path) = &v.path {
         text.push_str(&format!(" (field {path})"));
@@ -200,11 +220,21 @@ fn result(r: &CheckResult, v: &Violation, id: &str, index: usize) -> Value {
         "locations": [loc],
         "partialFingerprints": {"tollgateObjectRule/v1": fingerprint},
     });
-    if let (false, Some(map)) = (v.controls.is_empty(), out.as_object_mut()) {
-        map.insert(
-            "properties".into(),
-            json!({"controls": v.controls.iter().map(|c| c.to_string()).collect::<Vec<_>>()}),
+    let mut properties = serde_json::Map::new();
+    if !v.controls.is_empty() {
+        properties.insert(
+            "controls".into(),
+            json!(v.controls.iter().map(|c| c.to_string()).collect::<Vec<_>>()),
         );
+    }
+    if modes.len() > 1 {
+        properties.insert(
+            "modes".into(),
+            json!(modes.iter().map(|m| m.as_str()).collect::<Vec<_>>()),
+        );
+    }
+    if let (false, Some(map)) = (properties.is_empty(), out.as_object_mut()) {
+        map.insert("properties".into(), Value::Object(properties));
     }
     out
 }

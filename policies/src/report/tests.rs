@@ -167,7 +167,7 @@ fn text_groups_per_object_with_the_fix() {
 #[test]
 fn json_report_parses_and_counts() {
     let results = check(MANIFEST, "app.yaml");
-    let doc: Value = serde_json::from_str(&json(&results)).unwrap();
+    let doc: Value = serde_json::from_str(&json(&results, &[])).unwrap();
     assert_eq!(doc["apiVersion"], API_VERSION);
     assert_eq!(doc["kind"], "CheckReport");
     assert_eq!(doc["summary"]["objects"], 4);
@@ -258,7 +258,7 @@ fn junit_is_well_formed_with_consistent_counts() {
         error: Some("spec.template.spec: invalid type".into()),
         ..CheckResult::default()
     });
-    let xml = junit(&results);
+    let xml = junit(&results, &[]);
     assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites "));
     let elements = parse_xml(&xml);
     let (root, suites): (Vec<_>, Vec<_>) = elements.iter().partition(|(n, _, _)| n == "testsuites");
@@ -393,7 +393,7 @@ fn sarif_has_every_required_property() {
         error: Some("not a Kubernetes object".into()),
         ..CheckResult::default()
     });
-    let doc: Value = serde_json::from_str(&sarif(&results, None)).unwrap();
+    let doc: Value = serde_json::from_str(&sarif(&results, &[], None)).unwrap();
     validate_sarif(&doc).unwrap();
     let run = &doc["runs"][0];
     assert_eq!(run["tool"]["driver"]["name"], "Tollgate");
@@ -475,7 +475,7 @@ fn sarif_describes_pod_security_checks() {
             .iter()
             .any(|c| c.id == "SC-39")
     );
-    let doc: Value = serde_json::from_str(&sarif(&[r], None)).unwrap();
+    let doc: Value = serde_json::from_str(&sarif(&[r], &[], None)).unwrap();
     validate_sarif(&doc).unwrap();
     let rule = &doc["runs"][0]["tool"]["driver"]["rules"][0];
     assert_eq!(rule["id"], "pod-security/privileged");
@@ -550,4 +550,157 @@ fn evidence_without_frameworks_says_how_to_get_some() {
     let report = evidence::build(&[CheckResult::default()], None);
     assert!(report.frameworks.is_empty());
     assert!(evidence::text(&report).contains("No compliance framework is in scope"));
+}
+
+/// Inputs that could not be read are reported in every machine format.
+#[test]
+fn input_errors_reach_every_format() {
+    let results = check(MANIFEST, "app.yaml");
+    let errors = vec![
+        "nope.yaml: No such file or directory (os error 2)".to_owned(),
+        "bad.yaml: <a> & \"b\"".to_owned(),
+    ];
+    let doc: Value = serde_json::from_str(&json(&results, &errors)).unwrap();
+    assert_eq!(doc["summary"]["errors"], 2, "{doc}");
+    assert_eq!(doc["errors"][0]["message"], errors[0].as_str());
+    assert_eq!(doc["errors"][1]["message"], errors[1].as_str());
+    let clean: Value = serde_json::from_str(&json(&results, &[])).unwrap();
+    assert_eq!(clean["summary"]["errors"], 0);
+    assert_eq!(clean["errors"], serde_json::json!([]));
+
+    let xml = junit(&results, &errors);
+    let elements = parse_xml(&xml);
+    let root = &elements
+        .iter()
+        .find(|(n, _, _)| n == "testsuites")
+        .unwrap()
+        .1;
+    assert_eq!(attr(root, "errors"), "2");
+    let input = elements
+        .iter()
+        .find(|(n, a, _)| n == "testsuite" && attr(a, "name") == "input")
+        .unwrap();
+    assert_eq!(attr(&input.1, "errors"), "2");
+    let messages: Vec<&str> = elements
+        .iter()
+        .filter(|(n, _, _)| n == "error")
+        .map(|(_, a, _)| attr(a, "message"))
+        .collect();
+    assert!(messages.iter().any(|m| m.contains("nope.yaml")), "{xml}");
+
+    let doc: Value = serde_json::from_str(&sarif(&results, &errors, None)).unwrap();
+    validate_sarif(&doc).unwrap();
+    let invocation = &doc["runs"][0]["invocations"][0];
+    assert_eq!(invocation["executionSuccessful"], false);
+    let notes = invocation["toolExecutionNotifications"].as_array().unwrap();
+    assert_eq!(notes.len(), 2);
+    assert_eq!(notes[0]["level"], "error");
+    assert_eq!(notes[1]["message"]["text"], errors[1].as_str());
+    let doc: Value = serde_json::from_str(&sarif(&results, &[], None)).unwrap();
+    assert_eq!(
+        doc["runs"][0]["invocations"][0]["executionSuccessful"],
+        true
+    );
+}
+
+fn violation(rule: &str, action: EnforcementAction) -> Violation {
+    Violation {
+        policy: PolicySet::PodSecurity,
+        rule: rule.into(),
+        message: format!("{rule} is not allowed"),
+        path: Some("spec.containers[0]".into()),
+        container: Some("app".into()),
+        controls: Vec::new(),
+        action,
+    }
+}
+
+/// A fault the enforce and audit levels both find is one finding that
+/// names both modes, in every format.
+#[test]
+fn a_finding_of_several_modes_is_reported_once() {
+    let mut r = CheckResult {
+        file: "pod.yaml".into(),
+        object: ObjectRef {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: "default".into(),
+            name: "p".into(),
+        },
+        ..CheckResult::default()
+    };
+    r.verdict.violations = vec![
+        violation("privileged", EnforcementAction::Audit),
+        violation("privileged", EnforcementAction::Deny),
+        violation("hostPath", EnforcementAction::Warn),
+        violation("privileged", EnforcementAction::Audit),
+    ];
+    r.fold_modes();
+    assert_eq!(r.verdict.violations.len(), 2);
+    assert_eq!(r.verdict.violations[0].action, EnforcementAction::Deny);
+    assert_eq!(
+        r.modes_of(0),
+        [EnforcementAction::Deny, EnforcementAction::Audit]
+    );
+    assert_eq!(r.modes_of(1), [EnforcementAction::Warn]);
+    let results = vec![r];
+    assert_eq!(summary(&results).violations.deny, 1);
+    assert_eq!(summary(&results).violations.audit, 0);
+
+    let doc: Value = serde_json::from_str(&json(&results, &[])).unwrap();
+    let violations = doc["results"][0]["violations"].as_array().unwrap();
+    assert_eq!(violations.len(), 2);
+    assert_eq!(violations[0]["modes"], serde_json::json!(["deny", "audit"]));
+    assert!(violations[1].get("modes").is_none());
+
+    let doc: Value = serde_json::from_str(&sarif(&results, &[], None)).unwrap();
+    let out = doc["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(out.len(), 2);
+    let prints: std::collections::BTreeSet<&str> = out
+        .iter()
+        .map(|r| {
+            r["partialFingerprints"]["tollgateObjectRule/v1"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(prints.len(), 2, "one result per fingerprint");
+    assert_eq!(
+        out[0]["properties"]["modes"],
+        serde_json::json!(["deny", "audit"])
+    );
+
+    let text = text(&results);
+    assert!(
+        text.contains("deny  pod-security/privileged at spec.containers[0] (also audit)"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("privileged is not allowed").count(),
+        1,
+        "{text}"
+    );
+}
+
+/// The JSON report is one line, and each rule's controls appear once.
+#[test]
+fn json_is_compact_with_controls_once_per_rule() {
+    let results = check(MANIFEST, "app.yaml");
+    let out = json(&results, &[]);
+    assert_eq!(out.lines().count(), 1);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let evaluated = doc["results"][1]["evaluated"].as_array().unwrap();
+    assert!(
+        evaluated
+            .iter()
+            .all(|e| e.as_str().is_some_and(|s| s.contains('/'))),
+        "{evaluated:?}"
+    );
+    for id in evaluated {
+        assert!(
+            doc["rules"][id.as_str().unwrap()]["controls"].is_array(),
+            "{id}"
+        );
+    }
+    assert!(!doc["rules"].as_object().unwrap().is_empty());
 }

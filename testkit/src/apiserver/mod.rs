@@ -9,12 +9,16 @@
 //! with `409 Conflict` on stale updates, `AlreadyExists`, `NotFound` Status
 //! bodies, label and field selectors, watches (`resourceVersion`,
 //! `allowWatchBookmarks`, `sendInitialEvents`, `timeoutSeconds`), and the
-//! admission chain (mutating then validating webhooks, AdmissionReview v1).
+//! admission chain (mutating then validating webhooks, AdmissionReview v1),
+//! and kube-apiserver's own checks of what it stores (`validation`): object
+//! names per kind and `generateName`, label keys and values, annotation
+//! keys and total size, workload selectors, and the fields an update may
+//! not change, refused with the same status codes and messages.
 //! Tests can expire history (`410 Gone` on resume), drop watch connections,
 //! and inject failures.
 //!
 //! What it does not do: authorization (every authenticated user may do
-//! everything), schema validation and defaulting, garbage collection,
+//! everything), OpenAPI schema validation and defaulting, garbage collection,
 //! finalizers, field management beyond the above, pagination (all items are
 //! returned at once, which the protocol allows), Protobuf request bodies
 //! (answered `415`; `kubectl create configmap …` sends them, `kubectl
@@ -26,6 +30,7 @@
 mod admission;
 mod selector;
 mod store;
+mod validation;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -53,6 +58,7 @@ pub use store::{EventType, ResourceType};
 use admission::{Attributes, Outcome, reason_for};
 use selector::labels_of;
 use store::{Store, name_of, rv_of};
+use validation::Refusal;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -307,6 +313,19 @@ impl FakeApiServer {
             return Err(FakeError::Invalid("no metadata.name".into()));
         }
         let key = (rt.group.clone(), rt.plural.clone());
+        let checked = match store.get(&key, &namespace, &name) {
+            Some(old) => validation::validate_update(&rt, &name, &namespace, old, &object, false),
+            None => validation::validate_create(&rt, &object),
+        };
+        if let Err(refusal) = checked {
+            let (_, body) = refusal.status(&rt, &name);
+            return Err(FakeError::Invalid(
+                body.get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            ));
+        }
         let mut object = object;
         if rt.namespaced
             && let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut)
@@ -1504,7 +1523,7 @@ async fn create(
                     .rev()
                     .take(5)
                     .collect();
-                let n = format!("{prefix}{suffix}");
+                let n = validation::generated_name(prefix, &suffix);
                 meta.insert("name".into(), Value::String(n.clone()));
                 n
             }
@@ -1554,10 +1573,20 @@ async fn create(
             return already_exists(&target.rt, &name);
         }
     }
+    if let Err(refusal) = validation::validate_create(&target.rt, &obj) {
+        return refuse(&refusal, &target.rt, &name, &[]);
+    }
     let dry_run = is_dry_run(params);
     let (obj, warnings) =
         match run_admission(shared, target, "CREATE", &namespace, obj, None, dry_run).await {
-            Outcome::Allowed { object, warnings } => (object, warnings),
+            // What mutating webhooks changed is validated again, as
+            // kube-apiserver validates the object it is about to store.
+            Outcome::Allowed { object, warnings } => {
+                if let Err(refusal) = validation::validate_create(&target.rt, &object) {
+                    return refuse(&refusal, &target.rt, &name, &warnings);
+                }
+                (object, warnings)
+            }
             Outcome::Denied {
                 code,
                 reason,
@@ -1590,6 +1619,12 @@ async fn create(
         latest
     };
     with_warnings(json_response(201, &versioned(&stored, target)), &warnings)
+}
+
+/// The Status answer for a write kube-apiserver would refuse.
+fn refuse(refusal: &Refusal, rt: &ResourceType, name: &str, warnings: &[String]) -> Response<Body> {
+    let (code, body) = refusal.status(rt, name);
+    with_warnings(json_response(code, &body), warnings)
 }
 
 fn already_exists(rt: &ResourceType, name: &str) -> Response<Body> {
@@ -1688,6 +1723,11 @@ async fn update(
         }
         new
     };
+    if let Err(refusal) =
+        validation::validate_update(&target.rt, name, &namespace, &old, &new, status_only)
+    {
+        return refuse(&refusal, &target.rt, name, &[]);
+    }
     if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("name".into(), Value::String(name.to_owned()));
         if target.rt.namespaced {
@@ -1717,7 +1757,14 @@ async fn update(
         )
         .await
         {
-            Outcome::Allowed { object, warnings } => (object, warnings),
+            Outcome::Allowed { object, warnings } => {
+                if let Err(refusal) =
+                    validation::validate_update(&target.rt, name, &namespace, &old, &object, false)
+                {
+                    return refuse(&refusal, &target.rt, name, &warnings);
+                }
+                (object, warnings)
+            }
             Outcome::Denied {
                 code,
                 reason,
