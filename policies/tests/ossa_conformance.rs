@@ -308,6 +308,8 @@ fn probe(m: &AgentManifest, text: &str, file: &str, failures: &mut Vec<String>) 
                 model: Some(model.into()),
                 max_tokens: Some(cap.unwrap_or(100).min(100)),
                 stream: false,
+                choices: 1,
+                worst_case_tokens: Some(cap.unwrap_or(100).min(100)),
             }),
         };
         if !model.contains("${") && !provider.contains("custom") {
