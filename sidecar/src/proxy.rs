@@ -664,7 +664,10 @@ impl Shared {
             path: uri.path().to_owned(),
             query: uri.query().map(str::to_owned),
         });
-        self.record_refusal(&action, protocol, &early, Instant::now())
+        // Refused before any path was judged: the event says what was sent.
+        let mut extra = serde_json::Map::new();
+        extra.insert("pathSent".into(), Value::String(uri.path().to_owned()));
+        self.record_refusal_with(&action, protocol, &early, Instant::now(), Some(extra))
             .await;
         refuse(Shape::Plain, &early.refusal())
     }
