@@ -300,7 +300,11 @@ impl Redactor {
         // Keys come from the same input as values (tool arguments), so a
         // secret used as a key is replaced too; rare, so only then is the
         // map rebuilt.
-        if map.keys().any(|k| self.set.is_match(k)) {
+        // (Percent-encoded keys are looked through like values.)
+        if map.keys().any(|k| {
+            self.set.is_match(k)
+                || (k.contains('%') && self.redact_text(k, &mut BTreeSet::new()).is_some())
+        }) {
             let old = std::mem::take(map);
             for (key, value) in old {
                 let mut key = self.redact_text(&key, kinds).unwrap_or(key);
@@ -326,6 +330,12 @@ impl Redactor {
     /// Redacts every free-text field of `event` and records the kinds found
     /// in `event.redactions` (sorted, merged with kinds already there).
     pub fn redact_event(&self, event: &mut Event) {
+        // The journal's own notices and checkpoints hold no user input, and
+        // their hashes and signatures are signed material: a "redacted"
+        // signature would make an exported checkpoint useless as an anchor.
+        if event.source == crate::Source::Journal {
+            return;
+        }
         let mut kinds: BTreeSet<String> = event.redactions.drain(..).collect();
         // Every string that can come from outside: only the schema, id,
         // time and the enumerations are the recorder's own.

@@ -32,7 +32,7 @@ pub mod offline;
 mod pod_security;
 mod request;
 mod sets;
-mod update;
+pub mod update;
 
 pub use labels::{LabelError, Mode, NamespacePolicy};
 pub use message::{

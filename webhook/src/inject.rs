@@ -223,6 +223,22 @@ impl Evaluator for Injector {
         PolicySet::Injection
     }
 
+    /// The anti-bypass checks are never relaxed for an "unchanged" UPDATE
+    /// of a pod or of anything that is not a workload: who may write a
+    /// policy ConfigMap or connect into a sidecar does not depend on what
+    /// is written, and an injected pod's UPDATE is already compared with
+    /// the pod as it was admitted. Pod templates (Deployments, ...) follow
+    /// the engine's rule, so scaling an old workload never freezes it.
+    fn judged_unchanged(&self, ctx: &Context<'_>) -> bool {
+        match ctx.workload {
+            Some(workload) if workload.kind != WorkloadKind::Pod => {
+                tollgate_policies::engine::update::is_update(ctx)
+                    && tollgate_policies::engine::update::template_unchanged(ctx)
+            }
+            _ => false,
+        }
+    }
+
     fn validate(&self, ctx: &Context<'_>, findings: &mut Findings) -> Result<(), EvalError> {
         let Some(workload) = ctx.workload else {
             if let Some(r) = guard::check(&self.config, ctx.request, ctx.namespace) {

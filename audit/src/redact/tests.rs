@@ -152,3 +152,39 @@ fn configured_patterns_apply_with_their_kind() {
     assert!(kinds.contains("employee-id"));
     assert!(Redactor::new(&[("bad".into(), "(".into())]).is_err());
 }
+
+#[test]
+fn the_journals_own_signed_records_are_never_rewritten() {
+    let redactor = Redactor::new(&[]).unwrap();
+    let mut attributes = Map::new();
+    // A checkpoint's signature and hash look like the high-entropy tokens
+    // the redactor removes from user input.
+    attributes.insert(
+        "signature".into(),
+        Value::String("eyJhbGciOiJFZERTQSJ9.c2lnbmF0dXJl.QUtJQU1BUktBV1MwS0VZMTIzNDU=".into()),
+    );
+    attributes.insert(
+        "token".into(),
+        Value::String("ghp_0123456789abcdefghijABCDEFGHIJ0123".into()),
+    );
+    let mut notice = Event::notice(
+        "checkpoint",
+        "journal",
+        Outcome::Allow,
+        crate::Priority::P2Log,
+        "password=hunter2 api_key=AKIAMARKAWS0KEY12345".into(),
+        attributes.clone(),
+    );
+    let before = serde_json::to_value(&notice).unwrap();
+    redactor.redact_event(&mut notice);
+    assert_eq!(serde_json::to_value(&notice).unwrap(), before);
+    // The same content from a recorder is redacted.
+    let mut event = event(&Fields {
+        target: None,
+        reason: Some("password=hunter2".into()),
+        attributes,
+    });
+    redactor.redact_event(&mut event);
+    assert!(!event.redactions.is_empty());
+    assert!(!serde_json::to_string(&event).unwrap().contains("hunter2"));
+}
