@@ -31,7 +31,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, PodSpec, Service, ServiceAccount,
+    ConfigMap, PersistentVolumeClaim, Pod, PodSpec, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -44,8 +44,9 @@ use tollgate_policies::{Level, Version};
 use tollgate_webhook::Endpoint;
 
 /// The default values and each case under `charts/tollgate/ci/` (one
-/// option each, the chart-testing convention), each for the release
-/// `tollgate` in namespace `tollgate` and for `guard` in `security`.
+/// option each, the chart-testing convention), each installed and
+/// upgraded, for the release `tollgate` in namespace `tollgate`, `guard` in
+/// `security`, and names YAML would read as numbers or booleans.
 fn scenarios() -> Vec<(String, Release, Json)> {
     let mut cases = vec![("default".to_owned(), json!({}))];
     let mut files: Vec<_> = std::fs::read_dir(support_chart::chart_dir().join("ci"))
@@ -67,6 +68,9 @@ fn scenarios() -> Vec<(String, Release, Json)> {
         Release::default().upgraded(),
         Release::new("guard", "security"),
         Release::new("guard", "security").upgraded(),
+        // Names YAML would read as a number or a boolean.
+        Release::new("1234", "on"),
+        Release::new("guard", "2024").upgraded(),
     ];
     let mut out = Vec::new();
     for (name, values) in cases {
@@ -206,6 +210,11 @@ fn every_document_parses_as_its_kubernetes_type() {
                 }
                 "NetworkPolicy" => drop(typed::<NetworkPolicy>(doc)),
                 "PersistentVolumeClaim" => drop(typed::<PersistentVolumeClaim>(doc)),
+                // The `helm test` hook only.
+                "Pod" => {
+                    drop(typed::<Pod>(doc));
+                    assert_eq!(doc["metadata"]["annotations"]["helm.sh/hook"], "test");
+                }
                 // Custom resources of cert-manager and the Prometheus
                 // Operator: their group and version, typed metadata, a spec.
                 "Certificate" | "Issuer" => {
@@ -1618,7 +1627,7 @@ fn missing_or_contradictory_values_fail_with_a_clear_message() {
             "replicas on different nodes cannot share a ReadWriteOnce claim",
         ),
         (
-            json!({"podDisruptionBudget": {"maxUnavailable": 1}}),
+            json!({"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}),
             "podDisruptionBudget: set minAvailable or maxUnavailable, not both",
         ),
     ];
