@@ -699,9 +699,10 @@ fn the_rendered_config_file_is_valid() {
 #[test]
 fn a_bad_config_value_is_caught_by_the_config_check() {
     require_helm!();
-    // A typo under a free-form section renders, and `tollgate config check`
-    // names it: the check the chart's tests rely on can fail.
-    let out = render_default(&[json!({"policy": {"podSecurity": {"enforse": {}}}})]);
+    // A typo deeper than values.schema.json describes renders, and
+    // `tollgate config check` names it: the check the chart's tests rely on
+    // can fail.
+    let out = render_default(&[json!({"policy": {"ownership": {"enforse": {}}}})]);
     let cm: ConfigMap = typed(&out.one("ConfigMap"));
     let dir = tempfile::tempdir().unwrap();
     let run = config_check(dir.path(), "config.yaml", &cm.data.unwrap()["config.yaml"]);

@@ -409,3 +409,116 @@ fn helm_lint_strict_has_nothing_to_say() {
     assert!(chart["home"].as_str().unwrap().starts_with("https://"));
     assert!(!chart["sources"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn typos_in_the_config_sections_are_refused_with_the_key_named() {
+    require_helm!();
+    let release = Release::default();
+    for (values, want) in [
+        (
+            json!({"policy": {"podSecurity": {"enforce": {"level": "strict"}}}}),
+            "/policy/podSecurity/enforce/level",
+        ),
+        (
+            json!({"policy": {"podSecurity": {"enforse": {}}}}),
+            "enforse",
+        ),
+        (json!({"policy": {"polices": {}}}), "polices"),
+        (
+            json!({"injection": {"config": {"modee": "native"}}}),
+            "modee",
+        ),
+        (
+            json!({"injection": {"config": {"mode": "sidecar"}}}),
+            "/injection/config/mode",
+        ),
+        (json!({"audit": {"config": {"exporterz": []}}}), "exporterz"),
+        (json!({"cluster": {"config": {"polices": {}}}}), "polices"),
+    ] {
+        let err = refused(&release, values.clone());
+        assert!(
+            err.contains("schema") && err.contains(want),
+            "{values}: {err}"
+        );
+    }
+}
+
+/// The keys of a section as the config types write them.
+fn keys(value: &Json) -> std::collections::BTreeSet<String> {
+    value.as_object().unwrap().keys().cloned().collect()
+}
+
+fn schema_keys(schema: &Json, path: &[&str]) -> std::collections::BTreeSet<String> {
+    let mut node = schema;
+    for p in path {
+        node = &node["properties"][*p];
+    }
+    assert_eq!(node["additionalProperties"], false, "{path:?}");
+    keys(&node["properties"])
+}
+
+#[test]
+fn the_config_section_schemas_follow_the_config_types() {
+    // Hand-written in values.schema.json: every key the config types know,
+    // no other (a key missing here would refuse a valid config).
+    let schema: Json = serde_json::from_str(
+        &std::fs::read_to_string(support_chart::chart_dir().join("values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let policy = serde_json::to_value(tollgate_policies::config::PolicyConfig::default()).unwrap();
+    assert_eq!(schema_keys(&schema, &["policy"]), keys(&policy));
+    assert_eq!(
+        schema_keys(&schema, &["policy", "podSecurity"]),
+        keys(&policy["podSecurity"])
+    );
+    for mode in ["enforce", "warn", "audit"] {
+        assert_eq!(
+            schema_keys(&schema, &["policy", "podSecurity", mode]),
+            keys(&policy["podSecurity"][mode])
+        );
+    }
+    assert_eq!(
+        schema_keys(&schema, &["policy", "podSecurity", "exemptions"]),
+        keys(&policy["podSecurity"]["exemptions"])
+    );
+    let injection = serde_json::to_value(tollgate_webhook::InjectionConfig::default()).unwrap();
+    assert_eq!(
+        schema_keys(&schema, &["injection", "config"]),
+        keys(&injection)
+    );
+    assert_eq!(
+        schema_keys(&schema, &["injection", "config", "policyAuthors"]),
+        keys(&injection["policyAuthors"])
+    );
+    let audit = serde_json::to_value(tollgate_audit::AuditConfig::default()).unwrap();
+    assert_eq!(schema_keys(&schema, &["audit", "config"]), keys(&audit));
+    let cluster = serde_json::to_value(tollgate_cluster::ClusterSettings::default()).unwrap();
+    assert_eq!(schema_keys(&schema, &["cluster", "config"]), keys(&cluster));
+}
+
+#[test]
+fn an_upgrade_says_how_to_upgrade_the_crd() {
+    require_helm!();
+    let install = render(&Release::default(), &[]).unwrap();
+    let upgrade = render(&Release::default().upgraded(), &[]).unwrap();
+    assert!(!install.notes.contains("tollgate crd"), "{}", install.notes);
+    assert!(
+        upgrade.notes.contains("tollgate crd | kubectl apply -f -"),
+        "{}",
+        upgrade.notes
+    );
+    assert!(install.notes.contains("helm test tollgate -n tollgate"));
+    // The notes name every namespace the webhooks skip, kube-system
+    // included even when the list is empty.
+    let out = render(
+        &Release::new("guard", "security"),
+        &[json!({"webhook": {"excludedNamespaces": []}})],
+    )
+    .unwrap();
+    assert!(
+        out.notes
+            .contains("Never sent to the webhook: namespaces security, kube-system."),
+        "{}",
+        out.notes
+    );
+}
