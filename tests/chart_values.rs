@@ -522,3 +522,22 @@ fn an_upgrade_says_how_to_upgrade_the_crd() {
         out.notes
     );
 }
+
+#[test]
+fn common_labels_cannot_replace_the_charts_own() {
+    require_helm!();
+    for key in [
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/component",
+        "app.kubernetes.io/managed-by",
+        "helm.sh/chart",
+    ] {
+        let values = json!({"commonLabels": {key: "x"}});
+        let err = refused(&Release::default(), values.clone());
+        assert!(
+            err.contains("commonLabels") && err.contains(key),
+            "{values}: {err}"
+        );
+    }
+}

@@ -153,6 +153,11 @@ caBundle: {{ required "certificates.caBundle (base64 PEM of the CA) is required 
 {{- if and .Values.certManager.enabled .Values.certificates.existingSecret -}}
 {{- fail "certManager.enabled and certificates.existingSecret are exclusive: choose one source of the serving certificate" -}}
 {{- end -}}
+{{- range $key, $_ := .Values.commonLabels -}}
+{{- if or (hasPrefix "app.kubernetes.io/" $key) (eq $key "helm.sh/chart") -}}
+{{- fail (printf "commonLabels: %s is set by the chart (app.kubernetes.io/* and helm.sh/chart select and describe its objects); choose another key" $key) -}}
+{{- end -}}
+{{- end -}}
 {{- if eq (int .Values.webhook.port) (int .Values.webhook.metricsPort) -}}
 {{- fail "webhook.port and webhook.metricsPort must differ: one container port cannot serve both" -}}
 {{- end -}}
