@@ -281,7 +281,10 @@ fn the_webhook_pods_pass_restricted_and_are_highly_available() {
 
         let psc = pod.security_context.as_ref().unwrap();
         assert_eq!(psc.run_as_non_root, Some(true));
-        assert_eq!(psc.run_as_user, Some(65534));
+        // 65534 unless unset for platforms that assign the UID (OpenShift).
+        let uid = |section: &str| out.values[section]["runAsUser"].as_i64();
+        assert!(matches!(uid("podSecurityContext"), Some(65534) | None));
+        assert_eq!(psc.run_as_user, uid("podSecurityContext"), "{name}");
         assert_eq!(
             psc.seccomp_profile.as_ref().unwrap().type_,
             "RuntimeDefault"
@@ -291,7 +294,9 @@ fn the_webhook_pods_pass_restricted_and_are_highly_available() {
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.read_only_root_filesystem, Some(true), "{name}");
         assert_eq!(sc.allow_privilege_escalation, Some(false), "{name}");
-        assert_eq!(sc.run_as_user, Some(65534));
+        assert!(matches!(uid("securityContext"), Some(65534) | None));
+        assert_eq!(sc.run_as_user, uid("securityContext"), "{name}");
+        assert_eq!(sc.run_as_non_root, Some(true), "{name}");
         assert_eq!(
             sc.capabilities.as_ref().unwrap().drop.as_deref(),
             Some(&["ALL".to_owned()][..])
