@@ -541,3 +541,42 @@ fn common_labels_cannot_replace_the_charts_own() {
         );
     }
 }
+
+#[test]
+fn pod_labels_annotations_and_env_cannot_replace_the_charts_own() {
+    require_helm!();
+    for (values, want) in [
+        (
+            json!({"podLabels": {"app.kubernetes.io/instance": "other"}}),
+            "podLabels: app.kubernetes.io/instance",
+        ),
+        (
+            json!({"podLabels": {"app.kubernetes.io/component": "x"}}),
+            "podLabels: app.kubernetes.io/component",
+        ),
+        (
+            json!({"podAnnotations": {"checksum/config": "0"}}),
+            "podAnnotations: checksum/config",
+        ),
+        (
+            json!({"extraEnv": [{"name": "POD_NAME", "value": "elsewhere"}]}),
+            "extraEnv: POD_NAME",
+        ),
+        (
+            json!({"extraEnv": [{"name": "POD_NAMESPACE", "value": "x"}]}),
+            "extraEnv: POD_NAMESPACE",
+        ),
+    ] {
+        let err = refused(&Release::default(), values.clone());
+        assert!(err.contains(want), "{values}: {err}");
+    }
+    // Other keys are fine.
+    render(
+        &Release::default(),
+        &[
+            json!({"podLabels": {"team": "a"}, "podAnnotations": {"x": "y"},
+                 "extraEnv": [{"name": "RUST_LOG", "value": "info"}]}),
+        ],
+    )
+    .unwrap();
+}

@@ -158,6 +158,19 @@ caBundle: {{ required "certificates.caBundle (base64 PEM of the CA) is required 
 {{- fail (printf "commonLabels: %s is set by the chart (app.kubernetes.io/* and helm.sh/chart select and describe its objects); choose another key" $key) -}}
 {{- end -}}
 {{- end -}}
+{{- range $key, $_ := .Values.podLabels -}}
+{{- if has $key (list "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/component") -}}
+{{- fail (printf "podLabels: %s is the Deployment's selector label; choose another key" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if hasKey .Values.podAnnotations "checksum/config" -}}
+{{- fail "podAnnotations: checksum/config is the chart's own (it rolls the pods when the config changes)" -}}
+{{- end -}}
+{{- range .Values.extraEnv -}}
+{{- if has .name (list "POD_NAME" "POD_NAMESPACE") -}}
+{{- fail (printf "extraEnv: %s is set by the chart (the audit directory and the in-cluster namespace come from it)" .name) -}}
+{{- end -}}
+{{- end -}}
 {{- if eq (int .Values.webhook.port) (int .Values.webhook.metricsPort) -}}
 {{- fail "webhook.port and webhook.metricsPort must differ: one container port cannot serve both" -}}
 {{- end -}}
