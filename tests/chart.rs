@@ -1,13 +1,15 @@
-//! The Helm chart `charts/tollgate`, rendered without a `helm` binary (see
-//! `support_chart`: a Go text/template engine with the Helm/Sprig functions
-//! the chart uses), for the default values and for each option. Every
-//! rendered object parses as its Kubernetes type with no field Kubernetes
-//! would drop; the webhook pods pass Pod Security `restricted` as Tollgate
-//! itself judges it; the RBAC is exactly what `tollgate webhook
-//! --in-cluster` calls; the webhook configurations reach the Service on the
-//! paths the server serves and never see the system namespaces or the
-//! release's own; the rendered config file is accepted by `tollgate config
-//! check`; bad values fail with a message that says what to set.
+//! The Helm chart `charts/tollgate`, rendered by real Helm (see
+//! `support_chart`: Helm's Go SDK through the `helm-python-sdk` package),
+//! for the default values and for each option, installed and upgraded,
+//! under several release names and namespaces. Every rendered object
+//! parses as its Kubernetes type with no field Kubernetes would drop; the
+//! webhook pods pass Pod Security `restricted` as Tollgate itself judges
+//! it; the RBAC is exactly what `tollgate webhook --in-cluster` calls; the
+//! webhook configurations reach the Service on the paths the server serves
+//! and never see the system namespaces or the release's own; the rendered
+//! config file is accepted by `tollgate config check`; bad values fail with
+//! a message that says what to set; `helm lint --strict` is clean. Without
+//! `helm_python` installed the tests skip with a message.
 
 // Test helpers may panic: a panic is a failed test.
 #![allow(
@@ -29,7 +31,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, PodSpec, Service, ServiceAccount,
+    ConfigMap, PersistentVolumeClaim, Pod, PodSpec, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -37,13 +39,14 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Ro
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::de::DeserializeOwned;
 use serde_json::{Value as Json, json};
-use support_chart::{Output, Release, render, render_default};
+use support_chart::{Output, Release, Request, render, render_all, render_default};
 use tollgate_policies::{Level, Version};
 use tollgate_webhook::Endpoint;
 
 /// The default values and each case under `charts/tollgate/ci/` (one
-/// option each, the chart-testing convention), each for the release
-/// `tollgate` in namespace `tollgate` and for `guard` in `security`.
+/// option each, the chart-testing convention), each installed and
+/// upgraded, for the release `tollgate` in namespace `tollgate`, `guard` in
+/// `security`, and names YAML would read as numbers or booleans.
 fn scenarios() -> Vec<(String, Release, Json)> {
     let mut cases = vec![("default".to_owned(), json!({}))];
     let mut files: Vec<_> = std::fs::read_dir(support_chart::chart_dir().join("ci"))
@@ -62,16 +65,27 @@ fn scenarios() -> Vec<(String, Release, Json)> {
     assert!(cases.len() >= 15, "{} cases", cases.len());
     let releases = [
         Release::default(),
-        Release {
-            name: "guard".into(),
-            namespace: "security".into(),
-        },
+        Release::default().upgraded(),
+        Release::new("guard", "security"),
+        Release::new("guard", "security").upgraded(),
+        // Names YAML would read as a number or a boolean.
+        Release::new("1234", "on"),
+        Release::new("guard", "2024").upgraded(),
     ];
     let mut out = Vec::new();
     for (name, values) in cases {
         for release in &releases {
             out.push((
-                format!("{name} ({} in {})", release.name, release.namespace),
+                format!(
+                    "{name} ({} {} in {})",
+                    if release.upgrade {
+                        "upgrade"
+                    } else {
+                        "install"
+                    },
+                    release.name,
+                    release.namespace
+                ),
                 release.clone(),
                 values.clone(),
             ));
@@ -80,16 +94,38 @@ fn scenarios() -> Vec<(String, Release, Json)> {
     out
 }
 
+/// The default values and each `ci/` case, as `-f` overrides.
+fn value_cases() -> Vec<(String, Json)> {
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    let mut cases = Vec::new();
+    for (name, _, values) in scenarios() {
+        let case = name.split(' ').next().unwrap().to_owned();
+        if names.insert(case.clone()) {
+            cases.push((case, values));
+        }
+    }
+    cases
+}
+
 /// Every scenario, rendered once for all the tests.
 fn rendered() -> &'static [(String, Release, Output)] {
     static RENDERED: std::sync::OnceLock<Vec<(String, Release, Output)>> =
         std::sync::OnceLock::new();
     RENDERED.get_or_init(|| {
-        scenarios()
+        let scenarios = scenarios();
+        let requests: Vec<Request> = scenarios
+            .iter()
+            .map(|(_, release, values)| Request {
+                release: release.clone(),
+                values: vec![values.clone()],
+                set: Vec::new(),
+            })
+            .collect();
+        scenarios
             .into_iter()
-            .map(|(name, release, values)| {
-                let out = render(&release, &[values])
-                    .unwrap_or_else(|e| panic!("scenario {name:?} failed to render: {e}"));
+            .zip(render_all(&requests))
+            .map(|((name, release, _), out)| {
+                let out = out.unwrap_or_else(|e| panic!("scenario {name:?} failed to render: {e}"));
                 (name, release, out)
             })
             .collect()
@@ -152,6 +188,7 @@ fn pod_spec(out: &Output) -> PodSpec {
 
 #[test]
 fn every_document_parses_as_its_kubernetes_type() {
+    require_helm!();
     for (name, release, out) in rendered() {
         let docs = out.documents();
         assert!(docs.len() >= 8, "{name}: {} documents", docs.len());
@@ -173,6 +210,11 @@ fn every_document_parses_as_its_kubernetes_type() {
                 }
                 "NetworkPolicy" => drop(typed::<NetworkPolicy>(doc)),
                 "PersistentVolumeClaim" => drop(typed::<PersistentVolumeClaim>(doc)),
+                // The `helm test` hook only.
+                "Pod" => {
+                    drop(typed::<Pod>(doc));
+                    assert_eq!(doc["metadata"]["annotations"]["helm.sh/hook"], "test");
+                }
                 // Custom resources of cert-manager and the Prometheus
                 // Operator: their group and version, typed metadata, a spec.
                 "Certificate" | "Issuer" => {
@@ -223,6 +265,7 @@ fn every_document_parses_as_its_kubernetes_type() {
 
 #[test]
 fn the_webhook_pods_pass_restricted_and_are_highly_available() {
+    require_helm!();
     for (name, _, out) in rendered() {
         let d = deployment(out);
         let spec = d.spec.clone();
@@ -238,7 +281,10 @@ fn the_webhook_pods_pass_restricted_and_are_highly_available() {
 
         let psc = pod.security_context.as_ref().unwrap();
         assert_eq!(psc.run_as_non_root, Some(true));
-        assert_eq!(psc.run_as_user, Some(65534));
+        // 65534 unless unset for platforms that assign the UID (OpenShift).
+        let uid = |section: &str| out.values[section]["runAsUser"].as_i64();
+        assert!(matches!(uid("podSecurityContext"), Some(65534) | None));
+        assert_eq!(psc.run_as_user, uid("podSecurityContext"), "{name}");
         assert_eq!(
             psc.seccomp_profile.as_ref().unwrap().type_,
             "RuntimeDefault"
@@ -248,7 +294,9 @@ fn the_webhook_pods_pass_restricted_and_are_highly_available() {
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.read_only_root_filesystem, Some(true), "{name}");
         assert_eq!(sc.allow_privilege_escalation, Some(false), "{name}");
-        assert_eq!(sc.run_as_user, Some(65534));
+        assert!(matches!(uid("securityContext"), Some(65534) | None));
+        assert_eq!(sc.run_as_user, uid("securityContext"), "{name}");
+        assert_eq!(sc.run_as_non_root, Some(true), "{name}");
         assert_eq!(
             sc.capabilities.as_ref().unwrap().drop.as_deref(),
             Some(&["ALL".to_owned()][..])
@@ -331,6 +379,7 @@ fn the_webhook_pods_pass_restricted_and_are_highly_available() {
 
 #[test]
 fn the_container_runs_the_webhook_with_the_mounted_config() {
+    require_helm!();
     let out = render_default(&[]);
     let pod = pod_spec(&out);
     let c = &pod.containers[0];
@@ -445,6 +494,7 @@ fn the_container_runs_the_webhook_with_the_mounted_config() {
 
 #[test]
 fn the_pods_roll_when_the_config_changes() {
+    require_helm!();
     let checksum = |out: &Output| {
         deployment(out)
             .spec
@@ -531,6 +581,7 @@ fn config_check(dir: &std::path::Path, file: &str, text: &str) -> std::process::
 
 #[test]
 fn the_rendered_config_file_is_valid() {
+    require_helm!();
     let dir = tempfile::tempdir().unwrap();
     for (i, (name, _, out)) in rendered().iter().enumerate() {
         let cm: ConfigMap = typed(&out.one("ConfigMap"));
@@ -605,10 +656,7 @@ fn the_rendered_config_file_is_valid() {
     // The sidecar runs the webhook's image; the release namespace is
     // never injected; given settings win.
     let out = render(
-        &Release {
-            name: "guard".into(),
-            namespace: "security".into(),
-        },
+        &Release::new("guard", "security"),
         &[json!({"image": {"repository": "registry.example/tollgate", "tag": "1.2.3"}})],
     )
     .unwrap();
@@ -655,9 +703,11 @@ fn the_rendered_config_file_is_valid() {
 
 #[test]
 fn a_bad_config_value_is_caught_by_the_config_check() {
-    // A typo under a free-form section renders, and `tollgate config check`
-    // names it: the check the chart's tests rely on can fail.
-    let out = render_default(&[json!({"policy": {"podSecurity": {"enforse": {}}}})]);
+    require_helm!();
+    // A typo deeper than values.schema.json describes renders, and
+    // `tollgate config check` names it: the check the chart's tests rely on
+    // can fail.
+    let out = render_default(&[json!({"policy": {"ownership": {"enforse": {}}}})]);
     let cm: ConfigMap = typed(&out.one("ConfigMap"));
     let dir = tempfile::tempdir().unwrap();
     let run = config_check(dir.path(), "config.yaml", &cm.data.unwrap()["config.yaml"]);
@@ -764,6 +814,7 @@ const WORKLOAD_LIST: &[RuleSpec] = &[
 
 #[test]
 fn rbac_is_exactly_what_the_controller_calls() {
+    require_helm!();
     for (name, release, out) in rendered() {
         let cluster_enabled = out.values["cluster"]["enabled"] == true;
         if !cluster_enabled {
@@ -997,6 +1048,7 @@ const WORKLOADS: [&str; 8] = [
 
 #[test]
 fn webhook_configurations_reach_the_service_and_spare_the_system() {
+    require_helm!();
     for (name, release, out) in rendered() {
         let m: MutatingWebhookConfiguration = typed(&out.one("MutatingWebhookConfiguration"));
         let v: ValidatingWebhookConfiguration = typed(&out.one("ValidatingWebhookConfiguration"));
@@ -1186,6 +1238,7 @@ fn webhook_configurations_reach_the_service_and_spare_the_system() {
 
 #[test]
 fn the_chart_covers_the_plain_manifests() {
+    require_helm!();
     // examples/webhook-configuration/ is the same installation without
     // Helm: the chart routes at least every resource it routes.
     let text = std::fs::read_to_string(
@@ -1221,6 +1274,7 @@ fn the_chart_covers_the_plain_manifests() {
 /// webhook configurations and the probes name.
 #[tokio::test]
 async fn the_webhook_serves_what_the_chart_routes_to() {
+    require_helm!();
     use support_webhook::{Start, Webhook, http_get, pod, review};
     let out = render_default(&[]);
     let cm: ConfigMap = typed(&out.one("ConfigMap"));
@@ -1325,6 +1379,7 @@ async fn the_webhook_serves_what_the_chart_routes_to() {
 
 #[test]
 fn audit_storage_follows_the_values() {
+    require_helm!();
     let audit_volume = |out: &Output| {
         let pod = pod_spec(out);
         let c = &pod.containers[0];
@@ -1456,6 +1511,7 @@ fn audit_storage_follows_the_values() {
 
 #[test]
 fn the_network_policy_admits_the_api_server_and_scrapers_only() {
+    require_helm!();
     let out = render_default(&[json!({"networkPolicy": {"apiServerCIDRs": ["10.0.0.1/32"]}})]);
     let np: NetworkPolicy = typed(&out.one("NetworkPolicy"));
     let spec = np.spec.unwrap();
@@ -1508,6 +1564,7 @@ fn the_network_policy_admits_the_api_server_and_scrapers_only() {
 
 #[test]
 fn the_service_monitor_scrapes_the_metrics_port() {
+    require_helm!();
     assert!(render_default(&[]).of_kind("ServiceMonitor").is_empty());
     let out = render_default(&[
         json!({"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}}),
@@ -1532,6 +1589,7 @@ fn the_service_monitor_scrapes_the_metrics_port() {
 
 #[test]
 fn notes_say_where_the_webhook_is() {
+    require_helm!();
     let out = render_default(&[]);
     assert!(
         out.notes
@@ -1552,6 +1610,7 @@ fn notes_say_where_the_webhook_is() {
 
 #[test]
 fn missing_or_contradictory_values_fail_with_a_clear_message() {
+    require_helm!();
     let cases = [
         (
             json!({"cluster": {"enabled": false}}),
@@ -1574,7 +1633,7 @@ fn missing_or_contradictory_values_fail_with_a_clear_message() {
             "replicas on different nodes cannot share a ReadWriteOnce claim",
         ),
         (
-            json!({"podDisruptionBudget": {"maxUnavailable": 1}}),
+            json!({"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}),
             "podDisruptionBudget: set minAvailable or maxUnavailable, not both",
         ),
     ];
@@ -1589,6 +1648,7 @@ fn missing_or_contradictory_values_fail_with_a_clear_message() {
 
 #[test]
 fn the_schema_accepts_the_defaults_and_refuses_bad_values() {
+    require_helm!();
     // The defaults pass (render checks them against values.schema.json).
     let out = render_default(&[]);
     assert_eq!(out.values["replicaCount"], 2);
@@ -1623,73 +1683,25 @@ fn the_schema_accepts_the_defaults_and_refuses_bad_values() {
     }
 }
 
-// ---- The renderer itself, against Helm's documented behaviour ----
-
 #[test]
-fn the_renderer_follows_helm_semantics() {
-    use support_chart::coalesce;
-    // null in user values deletes the chart's default.
-    let mut base = json!({"a": {"b": 1, "c": 2}, "d": [1]});
-    coalesce(&mut base, &json!({"a": {"b": null, "e": 3}, "d": [2, 3]}));
-    assert_eq!(base, json!({"a": {"c": 2, "e": 3}, "d": [2, 3]}));
-
-    let t = |text: &str, data: Json| support_chart::render_text(text, &data).unwrap();
-    assert_eq!(
-        t("{{ .a | nindent 2 }}", json!({"a": "x\ny"})),
-        "\n  x\n  y"
+fn helm_lint_strict_is_clean_for_every_values_file() {
+    require_helm!();
+    for (name, values) in value_cases() {
+        let messages = support_chart::lint_strict(&[values])
+            .unwrap_or_else(|e| panic!("{name}: helm lint failed: {e}"));
+        // `helm lint --strict` fails on warnings and errors; infos are
+        // recommendations.
+        let failing: Vec<_> = messages.iter().filter(|m| m.severity >= 2).collect();
+        assert!(failing.is_empty(), "{name}: {failing:?}");
+    }
+    // A value the schema refuses is a lint error.
+    let messages = support_chart::lint_strict(&[json!({"replicaCount": "two"})]).unwrap();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.severity == 3 && m.error.contains("/replicaCount")),
+        "{messages:?}"
     );
-    assert_eq!(t("{{ .a | indent 2 }}", json!({"a": "x\ny"})), "  x\n  y");
-    assert_eq!(
-        t("{{ trunc 3 .a }}|{{ trunc -3 .a }}", json!({"a": "abcdef"})),
-        "abc|def"
-    );
-    assert_eq!(
-        t(
-            "{{ default \"d\" .a }}|{{ default \"d\" .b }}|{{ default 5 .z }}",
-            json!({"a": "", "b": "x", "z": 0})
-        ),
-        "d|x|5"
-    );
-    assert_eq!(
-        t(
-            "{{ quote .a }} {{ .a | quote }}",
-            json!({"a": "say \"hi\""})
-        ),
-        "\"say \\\"hi\\\"\" \"say \\\"hi\\\"\""
-    );
-    assert_eq!(
-        t(
-            "{{ toYaml .a }}",
-            json!({"a": {"z": 1, "a": ["x", "true"]}})
-        ),
-        "a:\n- x\n- 'true'\nz: 1"
-    );
-    assert_eq!(
-        t(
-            "{{ \"a-b-\" | trimSuffix \"-\" }}{{ if contains \"to\" \"tollgate\" }}!{{ end }}",
-            json!({})
-        ),
-        "a-b!"
-    );
-    assert_eq!(
-        t(
-            "{{ if hasKey .m \"k\" }}y{{ end }}{{ if hasKey .m \"q\" }}n{{ end }}",
-            json!({"m": {"k": null}})
-        ),
-        "y"
-    );
-    assert_eq!(t("{{ b64enc \"tollgate\" }}", json!({})), "dG9sbGdhdGU=");
-    assert_eq!(
-        t("{{ sha256sum \"\" }}", json!({})),
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-    );
-    // A missing key prints nothing (Helm removes "<no value>").
-    assert_eq!(t("[{{ .missing }}]", json!({})), "[]");
-    // A field of a missing map is an error, as in Go.
-    assert!(support_chart::render_text("{{ .a.b.c }}", &json!({})).is_err());
-    let err =
-        support_chart::render_text("{{ required \"x is required\" .x }}", &json!({})).unwrap_err();
-    assert!(err.contains("x is required"), "{err}");
 }
 
 #[test]
@@ -1791,6 +1803,7 @@ fn numbers_printed_by_the_templates_stay_below_exponent_form() {
 
 #[test]
 fn the_chart_ships_the_generated_crd() {
+    require_helm!();
     let path = support_chart::chart_dir().join("crds/tollgate.dev_tollgatepolicies.yaml");
     let shipped = std::fs::read_to_string(&path).unwrap();
     let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =

@@ -46,7 +46,7 @@ injection:
   {{- end }}
   {{- if not (hasKey $given "excludedNamespaces") }}
   excludedNamespaces:
-    - {{ .Release.Namespace }}
+    - {{ .Release.Namespace | quote }}
   {{- end }}
   {{- with $given }}
   {{- toYaml . | nindent 2 }}
