@@ -55,6 +55,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Webhook(args) => cmd::webhook::run(args),
@@ -85,6 +86,26 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `tollgate audit verify DIR | head -1`: when the reader goes away, Rust's
+/// `println!` panics on the broken pipe. A CLI should end quietly instead,
+/// with the exit status a shell gives a process killed by SIGPIPE (141);
+/// every other panic keeps the default report.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// The error and its causes, joined by `: `, each cause said once: a cause

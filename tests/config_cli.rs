@@ -72,3 +72,21 @@ fn a_bad_config_names_what_is_wrong() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
 }
+
+/// `tollgate crd | head -1`, `tollgate audit verify DIR | head`: a reader
+/// that goes away ends the CLI quietly with SIGPIPE's shell status, not a
+/// panic report.
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    // No reader at all: the first write fails with a broken pipe.
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("crd")
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
