@@ -7,7 +7,8 @@ CARGO ?= cargo
 test: test-deps
 	$(CARGO) test --workspace --all-targets
 
-## rsyslog and nginx (Debian packages), the MCP and OpenAI Python SDKs.
+## rsyslog, nginx, buildah (Debian packages), the Python SDKs and real Helm
+## (tests/requirements.txt), cargo-cyclonedx.
 test-deps:
 	scripts/install-test-deps
 
