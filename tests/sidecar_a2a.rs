@@ -15,45 +15,10 @@
 #[path = "support_sidecar/mod.rs"]
 mod support;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::{Sidecar, free_port, outcome, python_script, require_python, rule, run_bounded};
-
-/// Starts `tests/python/<script> PORT LOG` and waits until it listens.
-async fn start_server(script: &str, port: u16, log: &Path) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new("python3");
-    cmd.arg(python_script(script))
-        .arg(port.to_string())
-        .arg(log)
-        .env("PYTHONUNBUFFERED", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("start the server");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{script} exited with {status}");
-        }
-        assert!(Instant::now() < deadline, "{script} did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child
-}
-
-/// The operations the server recorded.
-fn executed(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 fn policy(port: u16, declared: bool) -> String {
     let route = if declared {
@@ -120,7 +85,7 @@ async fn client_and_server(declared: bool) {
     let state = tempfile::tempdir().unwrap();
     let log = state.path().join("executed.jsonl");
     let sidecar = Sidecar::start(Some(&policy(port, declared)), &[]).await;
-    let _server = start_server("a2a_server.py", port, &log).await;
+    let _server = support::start_logging_server("a2a_server.py", port, &log).await;
 
     for binding in ["JSONRPC", "HTTP+JSON"] {
         let steps = run_client(&sidecar, port, binding).await;
@@ -136,7 +101,7 @@ async fn client_and_server(declared: bool) {
         assert_eq!(steps[3]["ok"], false, "{binding}: the cancel went through");
         let task = steps[0]["task"].as_str().unwrap();
         // The server ran the message, and never the cancel.
-        let ran = executed(&log);
+        let ran = support::executed(&log);
         assert!(
             ran.iter()
                 .any(|r| r["op"] == "execute" && r["task"] == task),

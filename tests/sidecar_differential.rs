@@ -20,44 +20,9 @@
 mod support;
 
 use std::io::Write;
-use std::path::Path;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Sidecar, free_port, python_script, require_python, send};
-
-/// Starts `tests/python/<script> PORT LOG` and waits until it listens.
-async fn start_server(script: &str, port: u16, log: &Path) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new("python3");
-    cmd.arg(python_script(script))
-        .arg(port.to_string())
-        .arg(log)
-        .env("PYTHONUNBUFFERED", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("start the server");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{script} exited with {status}");
-        }
-        assert!(Instant::now() < deadline, "{script} did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child
-}
-
-fn executed(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use support::{Sidecar, free_port, require_python, send};
 
 const POLICY: &str = r#"apiVersion: tollgate.dev/v1alpha1
 kind: ActionPolicy
@@ -280,7 +245,7 @@ async fn mcp_server_never_runs_a_denied_tool_whatever_the_spelling() {
     let state = tempfile::tempdir().unwrap();
     let log = state.path().join("executed.jsonl");
     let sidecar = Sidecar::start(Some(POLICY), &[]).await;
-    let _server = start_server("mcp_exec_server.py", port, &log).await;
+    let _server = support::start_logging_server("mcp_exec_server.py", port, &log).await;
 
     // The control: an allowed call runs, so the log would show a bypass.
     let read = json(
@@ -304,7 +269,7 @@ async fn mcp_server_never_runs_a_denied_tool_whatever_the_spelling() {
             let_through.push(format!("{} -> {status} {body}", s.what));
         }
     }
-    let ran = executed(&log);
+    let ran = support::executed(&log);
     let deletes: Vec<&Value> = ran.iter().filter(|r| r["tool"] == "delete_repo").collect();
     assert!(
         deletes.is_empty(),
@@ -324,7 +289,7 @@ async fn a2a_server_never_cancels_whatever_the_spelling() {
     let state = tempfile::tempdir().unwrap();
     let log = state.path().join("executed.jsonl");
     let sidecar = Sidecar::start(Some(POLICY), &[]).await;
-    let _server = start_server("a2a_server.py", port, &log).await;
+    let _server = support::start_logging_server("a2a_server.py", port, &log).await;
 
     // An allowed message creates a task waiting for input: cancellable.
     let send_msg = {
@@ -353,7 +318,7 @@ async fn a2a_server_never_cancels_whatever_the_spelling() {
             let_through.push(format!("{} -> {status} {body}", s.what));
         }
     }
-    let ran = executed(&log);
+    let ran = support::executed(&log);
     assert!(
         ran.iter()
             .any(|r| r["op"] == "execute" && r["task"] == task.as_str()),

@@ -449,3 +449,39 @@ pub fn outcome(e: &Value) -> &str {
 pub fn rule(e: &Value) -> &str {
     e["decision"]["rule"].as_str().unwrap_or_default()
 }
+
+/// Starts `tests/python/<script> PORT LOG` (a real server that records
+/// every operation it executes in LOG, one JSON line each) and waits until
+/// it listens.
+pub async fn start_logging_server(script: &str, port: u16, log: &Path) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.arg(python_script(script))
+        .arg(port.to_string())
+        .arg(log)
+        .env("PYTHONUNBUFFERED", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("start the server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{script} exited with {status}");
+        }
+        assert!(Instant::now() < deadline, "{script} did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child
+}
+
+/// The operations a logging server recorded.
+pub fn executed(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
