@@ -13,23 +13,11 @@
 
 mod support_webhook;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use support_webhook::{Webhook, http_get, pod, restricted_context, review, wait_for};
+use support_webhook::{Webhook, http_get, pod, restricted_context, review, tls_connect, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn tls_connect(webhook: &Webhook) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let mut config = tollgate_certs::client_config(&webhook.ca_pem).unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(webhook.https).await.unwrap();
-    connector
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap()
-}
 
 fn request_bytes() -> Vec<u8> {
     let request = review(&pod("p", "team-a", restricted_context()), "CREATE", "alice");

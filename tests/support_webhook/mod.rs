@@ -471,3 +471,18 @@ pub fn restricted_context() -> Value {
         "seccompProfile": {"type": "RuntimeDefault"}
     })
 }
+
+/// A raw TLS connection to the webhook speaking HTTP/1.1 (ALPN), for tests
+/// that write requests byte by byte.
+pub async fn tls_connect(
+    webhook: &Webhook,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut config = tollgate_certs::client_config(&webhook.ca_pem).unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(webhook.https).await.unwrap();
+    connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
